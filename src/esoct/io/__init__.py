@@ -1,0 +1,6 @@
+"""Reading and writing CT: Volume, NIfTI/NRRD, DICOM series, cohort manifest."""
+
+from esoct.io.imageio import read_image, write_image
+from esoct.io.volume import Volume
+
+__all__ = ["Volume", "read_image", "write_image"]
