@@ -75,6 +75,10 @@ def _paint_trunk(anatomy: np.ndarray, grid: Grid, spec: PatientSpec) -> None:
     for side in (-1.0, 1.0):
         lung = _ellipse2d(grid, side * ac * 0.5, -bc * 0.04, ac * 0.47, bc * 0.93)
         slab[lung & cavity] = L.LUNG
+    # sternum in the anterior chest wall
+    sternum_y = -(b - f) + 9.0
+    slab[_ellipse2d(grid, 0, sternum_y, 15.0, 6.5)] = L.BONE_CORTEX
+    slab[_ellipse2d(grid, 0, sternum_y, 12.5, 4.0)] = L.BONE_MARROW
     anatomy[:] = slab[None]
     # ribs: segments of a ring just outside the pleural cavity, their angle sweeping with z
     ring = _ellipse2d(grid, 0, 0, ac + 9, bc + 9) & ~_ellipse2d(grid, 0, 0, ac + 1.5, bc + 1.5)

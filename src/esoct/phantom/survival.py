@@ -4,7 +4,7 @@ Hazard ``h(t | x) = h0(t) * exp(lp)`` with a Weibull baseline
 ``h0(t) = (shape / scale) * (t / scale) ** (shape - 1)`` (t in months) and the
 linear predictor
 
-``lp = 0.45 (T - 2.5) + 0.70 lnm + 0.35 zlogvol - 1.30 (response - 0.5) + 0.35 texture + 0.02 (age - 63)``
+``lp = 0.60 (T - 2.5) + 0.80 lnm + 0.35 zlogvol - 1.80 (response - 0.5) + 0.45 texture + 0.02 (age - 63)``
 
 where ``zlogvol = (ln(V_ml) - 1.2) / 0.9`` standardises the pre-treatment tumour
 volume, ``response`` is the fraction of tumour volume removed by treatment and
@@ -20,11 +20,11 @@ import math
 import numpy as np
 
 COEFFICIENTS = {
-    "t_stage_minus_2.5": 0.45,
-    "lnm": 0.70,
+    "t_stage_minus_2.5": 0.60,
+    "lnm": 0.80,
     "z_log_volume": 0.35,
-    "response_minus_0.5": -1.30,
-    "texture_trait": 0.35,
+    "response_minus_0.5": -1.80,
+    "texture_trait": 0.45,
     "age_minus_63": 0.02,
 }
 WEIBULL_SHAPE = 1.2

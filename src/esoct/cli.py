@@ -1,0 +1,147 @@
+"""The ``esoct`` command line: info, check, phantom, roi and demo.
+
+Exit codes: 0 success; 1 the check found problems or some patients failed;
+2 bad input (missing file, unreadable scan, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from esoct.errors import EsoctError
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _cmd_info(args) -> int:
+    from esoct.io.inspect import describe_scan, format_description
+
+    desc = describe_scan(args.path, series_uid=args.series)
+    print(json.dumps(desc, indent=2) if args.json else format_description(desc))
+    return EXIT_OK
+
+
+def _cmd_check(args) -> int:
+    from esoct.io.manifest import check_manifest
+
+    report = check_manifest(args.manifest, check_images=not args.no_images, progress=not args.quiet)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _cmd_phantom(args) -> int:
+    from esoct.phantom.cohort import generate_cohort
+
+    truth = generate_cohort(
+        args.out, args.patients, seed=args.seed, dicom=args.dicom, full_res=args.full_res,
+        workers=args.workers, progress=not args.quiet,
+    )
+    s = truth["summary"]
+    print(
+        f"wrote {truth['n_patients']} patients to {args.out}: manifest.csv, truth.json, images/, labels/, layers/, anatomy/"
+        + (", dicom/" if args.dicom else "")
+    )
+    print(f"T stages {s['t_stage_counts']}, centres {s['center_counts']}, censoring {s['censoring_rate']}, "
+          f"oracle C-index {s['oracle_c_index']}")
+    if truth["failed"]:
+        for f in truth["failed"]:
+            print(f"failed: {f['patient_id']}: {f['error']}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def _cmd_roi(args) -> int:
+    from esoct.study.roi_extraction import extract_cohort_rois
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    run = extract_cohort_rois(args.manifest, args.out, kinds=kinds, timepoint=args.timepoint,
+                              krt_spacing=(args.krt_spacing,) * 3, progress=not args.quiet)
+    print(f"ROIs for {len(run.results)} patients written to {args.out} ({len(run.skipped)} already done, "
+          f"{len(run.failures)} failed)")
+    for pid, reason in run.failures.items():
+        print(f"failed: {reason}", file=sys.stderr)
+    return EXIT_OK if run.ok else EXIT_PROBLEMS
+
+
+def _cmd_demo(args) -> int:
+    from esoct.study.demo import run_demo
+
+    return run_demo(args.out, n_patients=args.patients, seed=args.seed, progress=not args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``esoct`` program (one sub-command per task)."""
+    p = argparse.ArgumentParser(prog="esoct", description="CT-based esophageal cancer analysis toolkit.")
+    p.add_argument("--version", action="version", version=f"esoct {__import__('esoct').__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("info", help="describe a CT scan (file or DICOM folder)",
+                       description="Print size, spacing, origin, direction, HU range, series description and problems "
+                                   "of a scan. No patient-identifying field is shown.")
+    s.add_argument("path", help="NIfTI/NRRD file or DICOM folder")
+    s.add_argument("--series", help="SeriesInstanceUID to read when a folder holds several series")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("check", help="validate a cohort manifest and every file it names",
+                       description="Report every problem of a cohort manifest in one pass; exit code 0 only when clean.")
+    s.add_argument("manifest", help="cohort manifest CSV")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--no-images", action="store_true", help="check the table only, do not open images")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_check)
+
+    s = sub.add_parser("phantom", help="generate a synthetic thorax-CT cohort with known ground truth",
+                       description="Write a phantom cohort: NIfTI per patient and time point, label maps, "
+                                   "manifest.csv and truth.json (and DICOM with --dicom).")
+    s.add_argument("--patients", type=int, default=20, help="number of patients (default 20)")
+    s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--dicom", action="store_true", help="also write each CT as a DICOM series")
+    s.add_argument("--full-res", action="store_true", help="512 x 512 in-plane matrix (default: about 2 mm pixels)")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_phantom)
+
+    s = sub.add_parser("roi", help="extract the papers' ROIs for every patient of a manifest",
+                       description="ResoLSTM-Depth slice sequences, 2.5D slabs and nn-TransEC KRT boxes; resumes and "
+                                   "records failed patients in failures.csv.")
+    s.add_argument("manifest", help="cohort manifest CSV")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--kinds", default="slices,slab,krt", help="comma-separated: slices, slab, krt (default all)")
+    s.add_argument("--timepoint", choices=("pre", "post"), default="pre")
+    s.add_argument("--krt-spacing", type=float, default=1.0, help="isotropic spacing of the KRT box, mm (default 1)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_roi)
+
+    s = sub.add_parser("demo", help="run the demo on a built-in phantom cohort",
+                       description="Generate a phantom cohort, check it, extract ROIs and write an HTML page.")
+    s.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    s.add_argument("--patients", type=int, default=24)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``esoct`` program; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="esoct: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except EsoctError as exc:
+        print(f"esoct {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"esoct {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Cohort ROI extraction: the three ROI kinds of the papers for every patient of a manifest.
+
+Outputs in ``out`` for patient ``<id>`` and time point ``<tp>``:
+
+* ``<id>_<tp>_slices.npz``  ResoLSTM-Depth slice sequence: ``images`` (n, 224, 224) in [0, 1]
+  (HU clipped to [-145, 225], min-max), ``masks``, ``slice_index``, ``z_mm`` (head to foot)
+* ``<id>_<tp>_slab.npz``    2.5D slab of the longitudinal survival paper: ``channels`` (7, 224, 224)
+  (window 50/350, 1 mm isotropic, z-score), ``masks``, ``slice_index``
+* ``<id>_<tp>_krt_image.nii.gz`` / ``_krt_mask.nii.gz``  nn-TransEC KRT box (z, y, x) = 128 x 64 x 64
+  voxels at ``krt_spacing`` mm, with its geometry
+* ``roi_summary.csv`` one row per patient, ``failures.csv`` the patients that failed and why
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from esoct.io.imageio import read_image, write_image
+from esoct.io.manifest import load_manifest
+from esoct.study.runner import CohortRun, run_per_patient
+
+KINDS = ("slices", "slab", "krt")
+
+
+def _outputs(out: Path, pid: str, tp: str, kinds) -> list[Path]:
+    files = []
+    if "slices" in kinds:
+        files.append(out / f"{pid}_{tp}_slices.npz")
+    if "slab" in kinds:
+        files.append(out / f"{pid}_{tp}_slab.npz")
+    if "krt" in kinds:
+        files += [out / f"{pid}_{tp}_krt_image.nii.gz", out / f"{pid}_{tp}_krt_mask.nii.gz"]
+    return files
+
+
+def krt_resampled(image, mask, spacing_zyx=(1.0, 1.0, 1.0), size_zyx=(128, 64, 64), patient=None):
+    """KRT box at a target spacing: crop generously around the tumour, resample the crop, cut the box.
+
+    Cropping before resampling keeps the work proportional to the box, not the scan.
+
+    Parameters
+    ----------
+    image, mask : Volume
+        CT (HU) and label map on the same grid.
+    spacing_zyx : tuple of float
+        Spacing of the box, mm (z, y, x).
+    size_zyx : tuple of int
+        Box size in voxels (z, y, x).
+    patient : str, optional
+        For error messages.
+
+    Returns
+    -------
+    KrtBox
+        See :func:`esoct.preprocess.roi.krt_box`.
+    """
+    from esoct.preprocess.resample import resample
+    from esoct.preprocess.roi import krt_box
+
+    tumour = np.argwhere(mask.array == 1)
+    if tumour.size == 0:
+        from esoct.errors import InputError
+
+        raise InputError("mask has no tumour voxel (label 1)", mask.meta.get("source"), patient)
+    half_mm = np.asarray(size_zyx) * np.asarray(spacing_zyx) / 2 + 10.0
+    center = tumour.mean(axis=0)
+    half_vox = np.ceil(half_mm / np.asarray(mask.spacing)).astype(int)
+    start = np.floor(center).astype(int) - half_vox
+    size = 2 * half_vox + 1
+    img_c = image.crop(start, size, fill=-1024)
+    msk_c = mask.crop(start, size, fill=0)
+    img_r = resample(img_c, spacing_zyx, interpolator="linear")
+    msk_r = resample(msk_c, spacing_zyx, is_label=True)
+    return krt_box(img_r, msk_r, size_zyx=size_zyx, patient=patient)
+
+
+def extract_cohort_rois(
+    manifest_path: str | Path,
+    out: str | Path,
+    *,
+    kinds=KINDS,
+    timepoint: str = "pre",
+    krt_spacing=(1.0, 1.0, 1.0),
+    progress: bool = True,
+) -> CohortRun:
+    """Extract ROIs for every patient in a manifest, resuming and recording failures.
+
+    Parameters
+    ----------
+    manifest_path : path
+        Cohort manifest CSV.
+    out : path
+        Output folder.
+    kinds : iterable of {"slices", "slab", "krt"}
+    timepoint : {"pre", "post"}
+        Which scan (``image_<tp>`` / ``mask_<tp>`` columns).
+    krt_spacing : tuple of float
+        Spacing (z, y, x) mm of the KRT box.
+    progress : bool
+
+    Returns
+    -------
+    CohortRun
+        ``results`` hold one summary dict per patient; written to ``roi_summary.csv``.
+    """
+    import pandas as pd
+
+    from esoct.preprocess.roi import longitudinal_inputs, resolstm_inputs
+
+    kinds = tuple(kinds)
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown ROI kind(s) {sorted(unknown)}; choose from {KINDS}")
+    manifest = load_manifest(manifest_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def work(pid: str) -> dict:
+        img_path = manifest.resolve(pid, f"image_{timepoint}")
+        msk_path = manifest.resolve(pid, f"mask_{timepoint}")
+        if img_path is None or msk_path is None:
+            from esoct.errors import InputError
+
+            raise InputError(f"no image_{timepoint}/mask_{timepoint} in the manifest", manifest.path, pid)
+        image = read_image(img_path, patient=pid)
+        mask = read_image(msk_path, patient=pid)
+        row = {"patient_id": pid, "timepoint": timepoint}
+        if "slices" in kinds:
+            seq = resolstm_inputs(image, mask, patient=pid)
+            np.savez_compressed(out / f"{pid}_{timepoint}_slices.npz", images=seq.images.astype(np.float32),
+                                masks=seq.masks, slice_index=seq.slice_index, z_mm=seq.z_mm)
+            row["n_slices"] = int(len(seq.slice_index))
+        if "slab" in kinds:
+            slab = longitudinal_inputs(image, mask, patient=pid)
+            np.savez_compressed(out / f"{pid}_{timepoint}_slab.npz", channels=slab.channels.astype(np.float32),
+                                masks=slab.masks, slice_index=slab.slice_index)
+            row["slab_center_index"] = int(slab.center_index)
+        if "krt" in kinds:
+            box = krt_resampled(image, mask, krt_spacing, patient=pid)
+            write_image(box.image, out / f"{pid}_{timepoint}_krt_image.nii.gz")
+            write_image(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
+            row["krt_tumour_inside"] = bool(box.tumour_inside)
+            row["krt_fraction_inside"] = round(float(box.fraction_inside), 4)
+        return row
+
+    run = run_per_patient(
+        manifest.patients,
+        work,
+        done=lambda pid: all(p.exists() for p in _outputs(out, pid, timepoint, kinds)),
+        failures_csv=out / "failures.csv",
+        desc=f"ROIs ({', '.join(kinds)})",
+        progress=progress,
+    )
+    summary = out / "roi_summary.csv"
+    previous = pd.read_csv(summary, dtype={"patient_id": str}) if summary.exists() else pd.DataFrame()
+    rows = pd.DataFrame(list(run.results.values()))
+    if not previous.empty and not rows.empty:
+        previous = previous[~previous["patient_id"].isin(rows["patient_id"])]
+    table = pd.concat([previous, rows], ignore_index=True) if not rows.empty else previous
+    if not table.empty:
+        table.sort_values("patient_id").to_csv(summary, index=False)
+    return run
