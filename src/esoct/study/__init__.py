@@ -1,0 +1,1 @@
+"""Study pipelines: per-patient cohort runs, ROI extraction, the demo."""
