@@ -187,3 +187,24 @@ def test_same_seed_gives_byte_identical_files_independent_of_cohort_size(cohort,
     assert not filecmp.cmp(tmp_path / "b" / rel, out / rel, shallow=False)
     again = json.loads((tmp_path / "a" / "truth.json").read_text())
     assert again["patients"][0]["invasion_depth_mm"] == truth["patients"][0]["invasion_depth_mm"]
+
+
+def test_dicom_export_reads_back_as_the_nifti(tmp_path):
+    from esoct.io.dicom import read_dicom_series
+
+    truth = generate_cohort(tmp_path, 1, seed=SEED, dicom=True, workers=1, progress=False)
+    rec = truth["patients"][0]
+    for tp in ("pre", "post"):
+        nifti = read_image(tmp_path / rec["files"][tp]["image"])
+        series = read_dicom_series(tmp_path / rec["files"][tp]["dicom"])
+        assert series.volume.same_geometry(nifti, atol=1e-3)
+        np.testing.assert_array_equal(series.volume.array, nifti.array)
+        assert series.problems == []
+        assert series.info.modality == "CT"
+    import pydicom
+
+    first = sorted((tmp_path / rec["files"]["pre"]["dicom"]).iterdir())[0]
+    ds = pydicom.dcmread(first)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
+    assert str(ds.PatientID) == rec["patient_id"]
+    assert float(ds.RescaleIntercept) == -1024.0

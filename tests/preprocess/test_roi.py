@@ -298,3 +298,24 @@ def test_non_axial_scan_is_rejected():
     image, mask = _synthetic(direction=sagittal)
     with pytest.raises(InputError, match="not axial"):
         slice_sequence(image, mask)
+
+
+def test_krt_inputs_on_lung2_holds_the_whole_tumour_at_1mm(shared_data):
+    """lung2's tumour (~48 cm3, 55 x 41 x 55 mm) fits the 128 x 64 x 64 box at 1 mm, volume kept."""
+    from esoct.preprocess.roi import krt_inputs
+
+    image = read_image(shared_data / "pyradiomics" / "lung2_image.nrrd")
+    mask = read_image(shared_data / "pyradiomics" / "lung2_label.nrrd")
+    box = krt_inputs(image, mask, patient="lung2")
+    assert box.image.shape == (128, 64, 64) and box.image.spacing == pytest.approx((1.0, 1.0, 1.0))
+    assert box.tumour_inside
+    v_ref = (mask.array == 1).sum() * mask.voxel_volume_mm3
+    v_box = (box.mask.array == 1).sum() * box.mask.voxel_volume_mm3
+    assert v_box == pytest.approx(v_ref, rel=0.05)
+    centroid_ref = mask.index_to_physical(np.argwhere(mask.array == 1).mean(axis=0))
+    centroid_box = box.mask.index_to_physical(np.argwhere(box.mask.array == 1).mean(axis=0))
+    assert np.linalg.norm(centroid_box - centroid_ref) < 2.0
+    centre_box = box.image.index_to_physical((np.array(box.image.shape) - 1) / 2)
+    assert np.linalg.norm(centre_box - centroid_ref) < 2.0
+    inside = box.image.array[box.mask.array == 1]
+    assert -150 < inside.mean() < 150  # soft-tissue tumour, not air padding

@@ -524,3 +524,33 @@ def longitudinal_inputs(
     z_r = z_r.with_array(np.clip(z_r.array, z_low, z_high).astype(np.float32))
     mask_r = resample(mask, spacing_zyx, is_label=True)
     return slab_25d(z_r, mask_r, n_adjacent=n_adjacent, size=size, label=label, patient=patient)
+
+
+def krt_inputs(
+    image: Volume,
+    mask: Volume,
+    *,
+    spacing_zyx=(1.0, 1.0, 1.0),
+    size_zyx=(128, 64, 64),
+    label: int = 1,
+    patient: str | None = None,
+) -> KrtBox:
+    """nn-TransEC input: a KRT box of ``size_zyx`` voxels at ``spacing_zyx`` mm around the tumour.
+
+    Only a region around the tumour (the box's physical size plus 10 mm, padded with air where it
+    leaves the scan) is resampled -- linear for the image, nearest neighbour for the label map --
+    so the work is proportional to the box, not the scan. Then :func:`krt_box` cuts the box.
+
+    Returns
+    -------
+    KrtBox
+        ``image`` and ``mask`` Volumes of shape ``size_zyx`` at ``spacing_zyx`` mm.
+    """
+    tumour = _tumour(image, mask, label, patient)
+    half_mm = np.asarray(size_zyx) * np.asarray(spacing_zyx, dtype=float) / 2 + 10.0
+    half_vox = np.ceil(half_mm / np.asarray(mask.spacing)).astype(int)
+    start = np.floor(np.argwhere(tumour).mean(axis=0)).astype(int) - half_vox
+    extent = 2 * half_vox + 1
+    image_r = resample(image.crop(start, extent, fill=-1024), spacing_zyx, interpolator="linear")
+    mask_r = resample(mask.crop(start, extent, fill=0), spacing_zyx, is_label=True)
+    return krt_box(image_r, mask_r, size_zyx=size_zyx, label=label, patient=patient)

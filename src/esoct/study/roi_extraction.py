@@ -35,47 +35,6 @@ def _outputs(out: Path, pid: str, tp: str, kinds) -> list[Path]:
     return files
 
 
-def krt_resampled(image, mask, spacing_zyx=(1.0, 1.0, 1.0), size_zyx=(128, 64, 64), patient=None):
-    """KRT box at a target spacing: crop generously around the tumour, resample the crop, cut the box.
-
-    Cropping before resampling keeps the work proportional to the box, not the scan.
-
-    Parameters
-    ----------
-    image, mask : Volume
-        CT (HU) and label map on the same grid.
-    spacing_zyx : tuple of float
-        Spacing of the box, mm (z, y, x).
-    size_zyx : tuple of int
-        Box size in voxels (z, y, x).
-    patient : str, optional
-        For error messages.
-
-    Returns
-    -------
-    KrtBox
-        See :func:`esoct.preprocess.roi.krt_box`.
-    """
-    from esoct.preprocess.resample import resample
-    from esoct.preprocess.roi import krt_box
-
-    tumour = np.argwhere(mask.array == 1)
-    if tumour.size == 0:
-        from esoct.errors import InputError
-
-        raise InputError("mask has no tumour voxel (label 1)", mask.meta.get("source"), patient)
-    half_mm = np.asarray(size_zyx) * np.asarray(spacing_zyx) / 2 + 10.0
-    center = tumour.mean(axis=0)
-    half_vox = np.ceil(half_mm / np.asarray(mask.spacing)).astype(int)
-    start = np.floor(center).astype(int) - half_vox
-    size = 2 * half_vox + 1
-    img_c = image.crop(start, size, fill=-1024)
-    msk_c = mask.crop(start, size, fill=0)
-    img_r = resample(img_c, spacing_zyx, interpolator="linear")
-    msk_r = resample(msk_c, spacing_zyx, is_label=True)
-    return krt_box(img_r, msk_r, size_zyx=size_zyx, patient=patient)
-
-
 def extract_cohort_rois(
     manifest_path: str | Path,
     out: str | Path,
@@ -107,7 +66,7 @@ def extract_cohort_rois(
     """
     import pandas as pd
 
-    from esoct.preprocess.roi import longitudinal_inputs, resolstm_inputs
+    from esoct.preprocess.roi import krt_inputs, longitudinal_inputs, resolstm_inputs
 
     kinds = tuple(kinds)
     unknown = set(kinds) - set(KINDS)
@@ -138,7 +97,7 @@ def extract_cohort_rois(
                                 masks=slab.masks, slice_index=slab.slice_index)
             row["slab_center_index"] = int(slab.center_index)
         if "krt" in kinds:
-            box = krt_resampled(image, mask, krt_spacing, patient=pid)
+            box = krt_inputs(image, mask, spacing_zyx=krt_spacing, patient=pid)
             write_image(box.image, out / f"{pid}_{timepoint}_krt_image.nii.gz")
             write_image(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
             row["krt_tumour_inside"] = bool(box.tumour_inside)
