@@ -45,7 +45,7 @@ def volume_only_auc(n: int, seed: int) -> tuple[float, dict]:
     for i in range(n):
         spec = sample_patient(seed, i, centers[i])
         grid = Grid.for_center(centers[i])
-        anatomy, layers = render_anatomy(spec, grid)
+        anatomy, layers = render_anatomy(spec, grid, spec.tumour)
         mask, _ = grow_tumour(anatomy, layers, grid, spec)
         vols.append(mask.sum() * np.prod(grid.spacing_zyx) / 1000.0)
         stages.append(spec.tumour.t_stage)

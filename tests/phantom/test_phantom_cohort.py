@@ -208,3 +208,46 @@ def test_dicom_export_reads_back_as_the_nifti(tmp_path):
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
     assert str(ds.PatientID) == rec["patient_id"]
     assert float(ds.RescaleIntercept) == -1024.0
+
+
+def test_lymph_node_metastasis_signal_is_real_but_weak():
+    """Metastatic nodes are larger and rounder on average, with overlapping distributions."""
+    from sklearn.metrics import roc_auc_score
+
+    from esoct.phantom.cohort import assign_centers
+    from esoct.phantom.spec import sample_patient
+
+    centers = assign_centers(400, 11)
+    nodes = [n for i in range(400) for n in sample_patient(11, i, centers[i]).nodes]
+    meta = np.array([n.metastatic for n in nodes])
+    volume = np.array([np.prod(n.semi_axes) for n in nodes])
+    roundness = np.array([n.semi_axes[0] / n.semi_axes[2] for n in nodes])
+    assert 0.2 < meta.mean() < 0.5
+    assert 0.6 < roc_auc_score(meta, volume) < 0.95
+    assert 0.6 < roc_auc_score(meta, roundness) < 0.95
+    assert 0.6 < roc_auc_score(meta, [n.heterogeneity_hu for n in nodes]) < 0.99
+
+
+def test_wall_thickening_does_not_change_the_t_stage():
+    """The same tumour with a thin and a thick wall shows the same T in its voxels, with more volume."""
+    from dataclasses import replace
+
+    from esoct.phantom.anatomy import render_anatomy
+    from esoct.phantom.grid import Grid
+    from esoct.phantom.spec import sample_patient
+    from esoct.phantom.tumour import grow_tumour
+
+    center = DEFAULT_CENTERS[0]
+    for index in range(6):
+        spec = sample_patient(21, index, center)
+        grid = Grid.for_center(center)
+        volumes, stages = [], []
+        for thickening in (1.0, 2.5):
+            spec.tumour = replace(spec.tumour, thickening=thickening)
+            anatomy, layers = render_anatomy(spec, grid, spec.tumour)
+            mask, _ = grow_tumour(anatomy, layers, grid, spec)
+            critical = np.isin(anatomy, L.T4_STRUCTURES)
+            stages.append(audit_t_stage(mask, layers, critical))
+            volumes.append(mask.sum())
+        assert stages[0] == stages[1] == spec.tumour.t_stage
+        assert volumes[1] > volumes[0]

@@ -14,7 +14,8 @@ import numpy as np
 
 from esoct.phantom import labels as L
 from esoct.phantom.grid import Grid, ellipsoid_box
-from esoct.phantom.spec import LAYER_THICKNESS_MM, PatientSpec, patient_rng
+from esoct.phantom.spec import LAYER_THICKNESS_MM, PatientSpec, TumourSpec, patient_rng
+from esoct.phantom.wall import esophagus_box, wall_depth
 
 
 def _lut(codes) -> np.ndarray:
@@ -26,8 +27,8 @@ def _lut(codes) -> np.ndarray:
 _SOFT = _lut([L.LUNG, L.MEDIASTINAL_FAT])
 
 
-def render_anatomy(spec: PatientSpec, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Paint the tumour-free anatomy of a patient on ``grid``.
+def render_anatomy(spec: PatientSpec, grid: Grid, tumour: TumourSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Paint the anatomy of a patient on ``grid``, the tumour's wall thickening included (not the tumour).
 
     Parameters
     ----------
@@ -35,6 +36,8 @@ def render_anatomy(spec: PatientSpec, grid: Grid) -> tuple[np.ndarray, np.ndarra
         The patient.
     grid : Grid
         Voxel centres (local mm).
+    tumour : TumourSpec, optional
+        Tumour whose expansile growth thickens the wall (see :mod:`esoct.phantom.wall`).
 
     Returns
     -------
@@ -54,7 +57,7 @@ def render_anatomy(spec: PatientSpec, grid: Grid) -> tuple[np.ndarray, np.ndarra
     _paint_heart(anatomy, grid, spec)
     _paint_aorta(anatomy, grid, spec, sl)
     _paint_airway(anatomy, grid, spec, sl)
-    layers = _paint_esophagus(anatomy, grid, spec)
+    layers = _paint_esophagus(anatomy, grid, spec, tumour)
     return anatomy, layers
 
 
@@ -238,39 +241,27 @@ def _paint_airway(anatomy: np.ndarray, grid: Grid, spec: PatientSpec, sl) -> Non
     view[lumen & (view == L.TRACHEA_WALL)] = L.AIRWAY_LUMEN
 
 
-def esophagus_polar(grid: Grid, spec: PatientSpec, sl):
-    """Radius (mm) and angle (rad, atan2 of y over x) about the esophageal centreline, in box ``sl``."""
-    zz, yy, xx = grid.coords(sl)
-    ex, ey = spec.eso_center(grid.z[sl[0]])
-    dx = xx - ex.reshape(-1, 1, 1).astype(np.float32)
-    dy = yy - ey.reshape(-1, 1, 1).astype(np.float32)
-    return np.sqrt(dx * dx + dy * dy), np.arctan2(dy, dx)
+_WALL_OVER = _lut([L.LUNG, L.MEDIASTINAL_FAT, L.LUNG_VESSEL])
 
 
-def esophagus_box(grid: Grid, spec: PatientSpec, margin: float = 0.0, z_range=None):
-    """Index box around the esophagus (plus ``margin`` mm), optionally limited to ``z_range``."""
-    z = grid.z
-    ex, _ = spec.eso_center(z)
-    ro = spec.outer_r + margin + 1.0
-    z0, z1 = z_range if z_range is not None else (-1e9, 1e9)
-    return grid.box((float(ex.min()) - ro, spec.eso_y - ro, z0), (float(ex.max()) + ro, spec.eso_y + ro, z1))
+def _paint_esophagus(anatomy: np.ndarray, grid: Grid, spec: PatientSpec, tumour: TumourSpec | None) -> np.ndarray:
+    """Esophageal wall and lumen, and the wall-layer map (by depth below the mucosal surface).
 
-
-def _paint_esophagus(anatomy: np.ndarray, grid: Grid, spec: PatientSpec) -> np.ndarray:
-    """Esophageal wall and lumen, and the wall-layer map (by radial distance from the centreline)."""
+    A thickened wall grows into fat and lung only; it never overwrites a neighbouring organ.
+    """
     layers = np.zeros(anatomy.shape, dtype=np.uint8)
-    sl = esophagus_box(grid, spec)
-    r, _ = esophagus_polar(grid, spec, sl)
-    rl = spec.lumen_r
-    bounds = rl + np.cumsum(LAYER_THICKNESS_MM)
-    lay = np.zeros(r.shape, dtype=np.uint8)
-    lay[r <= bounds[3]] = 4
-    lay[r < bounds[2]] = 3
-    lay[r < bounds[1]] = 2
-    lay[r < bounds[0]] = 1
-    lay[r < rl] = 5
-    layers[sl] = lay
+    sl = esophagus_box(grid, spec, tumour=tumour)
+    depth, _ = wall_depth(grid, spec, tumour, sl)
+    bounds = np.cumsum(LAYER_THICKNESS_MM)
+    lay = np.zeros(depth.shape, dtype=np.uint8)
+    lay[depth <= bounds[3]] = 4
+    lay[depth < bounds[2]] = 3
+    lay[depth < bounds[1]] = 2
+    lay[depth < bounds[0]] = 1
+    lay[depth < 0] = 5
     view = anatomy[sl]
+    lay[(lay > 0) & ~_WALL_OVER[view]] = 0
+    layers[sl] = lay
     view[(lay >= 1) & (lay <= 4)] = L.ESOPHAGUS_WALL
     view[lay == 5] = L.ESOPHAGUS_LUMEN
     return layers

@@ -11,9 +11,17 @@ from esoct.phantom import labels as L
 from esoct.phantom.grid import Grid, ellipsoid_box
 from esoct.phantom.spec import NodeSpec
 
-_NUDGES = [(0, 0, 0)] + [(6 * math.cos(a), 6 * math.sin(a), 0) for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)] + [
-    (11 * math.cos(a), 11 * math.sin(a), 4) for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)
-]
+def _nudges() -> list[tuple[float, float, float]]:
+    """Offsets (x, y, z mm) tried in turn until a node fits in mediastinal fat: nearest first."""
+    out = [(0.0, 0.0, 0.0)]
+    for dz in (0.0, 8.0, -8.0, 16.0, -16.0):
+        for radius in (6.0, 11.0, 16.0, 22.0):
+            for a in np.linspace(0, 2 * math.pi, 12, endpoint=False):
+                out.append((radius * math.cos(a), radius * math.sin(a), dz))
+    return out
+
+
+_NUDGES = _nudges()
 
 
 def node_shape(grid: Grid, node: NodeSpec, center, scale: float = 1.0):

@@ -58,11 +58,11 @@ def render_scan(spec: PatientSpec, center: CenterProfile, timepoint: str = "pre"
     post = timepoint == "post"
     shift = spec.post_shift_mm if post else (0.0, 0.0)
     grid = Grid.for_center(center, full_res=full_res, shift=shift)
-    anatomy, layers = render_anatomy(spec, grid)
+    tumour = post_treatment(spec.tumour, spec.response) if post else spec.tumour
+    anatomy, layers = render_anatomy(spec, grid, tumour)
     critical = np.zeros(256, dtype=bool)
     critical[list(L.T4_STRUCTURES)] = True
     if post:
-        tumour = post_treatment(spec.tumour, spec.response)
         mask = paint_tumour(anatomy, layers, grid, spec, tumour)
         node_scales = [1.0 - 0.5 * spec.response if n.metastatic else 1.0 for n in spec.nodes]
     else:

@@ -62,7 +62,8 @@ class TumourSpec:
     decides T, is a focal extension of ``focal_length_mm`` x ``2 * focal_half_width_rad``
     about angle ``focal_theta`` reaching ``depth_mm`` (for T1-T2 the focus is no
     deeper than the bulk). Real T3 tumours breach the adventitia focally, which
-    is why volume alone is a poor T3 marker.
+    is why volume alone is a poor T3 marker. ``thickening`` (>= 1) is how much the
+    tumour's expansile growth thickens the wall at its centre, independent of T.
     """
 
     t_stage: int
@@ -75,6 +76,7 @@ class TumourSpec:
     focal_theta: float
     focal_half_width_rad: float
     focal_length_mm: float
+    thickening: float
     t4_target: str | None
     irregularity: float
     phases: tuple[float, ...]
@@ -229,6 +231,8 @@ def sample_patient(seed: int, index: int, center: CenterProfile) -> PatientSpec:
         tumour=_sample_tumour(rng, carina_z),
         lnm=0,
     )
+    if spec.tumour.t4_target is not None:
+        _aim_at_target(spec)
     spec.lnm = _sample_lnm(rng, spec.tumour)
     spec.nodes = _sample_nodes(rng, spec)
     spec.response = float(np.clip(rng.beta(2.2, 2.0), 0.02, 0.9))
@@ -241,7 +245,7 @@ def _sample_tumour(rng: np.random.Generator, carina_z: float) -> TumourSpec:
     t_stage = int(rng.choice(4, p=T_PREVALENCE)) + 1
     b = layer_boundaries_mm()
     target = None
-    length = float(np.clip(rng.lognormal(math.log(38), 0.45), 14, 110))
+    length = float(np.clip(rng.lognormal(math.log(45), 0.45), 14, 110))
     z_lo, z_hi = 15 + length / 2, Z_EXTENT_MM - 15 - length / 2
     theta0 = float(rng.uniform(-math.pi, math.pi))
     if t_stage == 1:
@@ -278,6 +282,7 @@ def _sample_tumour(rng: np.random.Generator, carina_z: float) -> TumourSpec:
         focal_theta=focal_theta,
         focal_half_width_rad=focal_half,
         focal_length_mm=focal_length,
+        thickening=float(1.0 + 2.4 * rng.beta(1.4, 2.0)),
         t4_target=target,
         irregularity=float(rng.uniform(0.08, 0.25)),
         phases=tuple(float(v) for v in rng.uniform(0, 2 * math.pi, 6)),
@@ -288,8 +293,28 @@ def _sample_tumour(rng: np.random.Generator, carina_z: float) -> TumourSpec:
     )
 
 
+def t4_target_angle(spec: PatientSpec, target: str, z: float) -> float:
+    """Direction (rad, atan2 of y over x) from the esophageal centre at height ``z`` to a T4 target."""
+    ex, ey = (float(v) for v in spec.eso_center(z))
+    if target == "aorta":
+        return spec.aorta_angle
+    if target == "trachea":
+        tx, ty = spec.trachea_center(z)
+        return math.atan2(float(ty) - ey, float(tx) - ex)
+    heart_y = spec.eso_y - spec.outer_r - spec.heart_gap - spec.heart_semi[1]
+    return math.atan2(heart_y - ey, 18.0 - ex)
+
+
+def _aim_at_target(spec: PatientSpec) -> None:
+    """Turn a T4 tumour's deepest focus (and its bulk with it) towards its target structure."""
+    t = spec.tumour
+    angle = t4_target_angle(spec, t.t4_target, t.z_center)
+    t.theta0 = angle + (t.theta0 - t.focal_theta)
+    t.focal_theta = angle
+
+
 def _sample_lnm(rng: np.random.Generator, tumour: TumourSpec) -> int:
-    logit = -0.9 + 0.75 * (tumour.t_stage - 2.5) + 0.6 * math.log(tumour.length_mm / 38.0)
+    logit = -0.35 + 0.75 * (tumour.t_stage - 2.5) + 0.6 * math.log(tumour.length_mm / 45.0)
     return int(rng.random() < 1 / (1 + math.exp(-logit)))
 
 

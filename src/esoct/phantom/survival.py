@@ -6,7 +6,7 @@ linear predictor
 
 ``lp = 0.60 (T - 2.5) + 0.80 lnm + 0.35 zlogvol - 1.80 (response - 0.5) + 0.45 texture + 0.02 (age - 63)``
 
-where ``zlogvol = (ln(V_ml) - 1.2) / 0.9`` standardises the pre-treatment tumour
+where ``zlogvol = (ln(V_ml) - 2.0) / 0.9`` standardises the pre-treatment tumour
 volume, ``response`` is the fraction of tumour volume removed by treatment and
 ``texture`` the tumour's heterogeneity trait (standard normal). Event times are
 drawn by inversion; censoring is administrative (uniform 24-72 months of
@@ -36,7 +36,7 @@ LOSS_RATE_PER_MONTH = 0.006
 def linear_predictor(t_stage: int, lnm: int, volume_ml: float, response: float, texture: float, age: float) -> float:
     """The true log relative hazard of a patient (see the module docstring)."""
     c = COEFFICIENTS
-    zvol = (math.log(max(volume_ml, 1e-3)) - 1.2) / 0.9
+    zvol = (math.log(max(volume_ml, 1e-3)) - 2.0) / 0.9
     return (
         c["t_stage_minus_2.5"] * (t_stage - 2.5)
         + c["lnm"] * lnm
@@ -63,7 +63,7 @@ def model_description() -> dict:
     """The survival model as recorded in truth.json."""
     return {
         "model": "proportional hazards, Weibull baseline",
-        "linear_predictor": "sum(coefficients * covariates); z_log_volume = (ln(V_ml) - 1.2) / 0.9",
+        "linear_predictor": "sum(coefficients * covariates); z_log_volume = (ln(V_ml) - 2.0) / 0.9",
         "coefficients": COEFFICIENTS,
         "baseline": {"weibull_shape": WEIBULL_SHAPE, "weibull_scale_months": WEIBULL_SCALE_MONTHS},
         "censoring": {"administrative_follow_up_months_uniform": list(FOLLOW_UP_MONTHS), "loss_rate_per_month": LOSS_RATE_PER_MONTH},

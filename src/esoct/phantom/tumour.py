@@ -17,7 +17,8 @@ import numpy as np
 from scipy import ndimage
 
 from esoct.phantom import labels as L
-from esoct.phantom.anatomy import esophagus_box, esophagus_polar, ray_distance_mm
+from esoct.phantom.anatomy import ray_distance_mm
+from esoct.phantom.wall import WALL_MM, esophagus_box, profile, stretch, wall_depth
 from esoct.phantom.grid import Grid
 from esoct.phantom.spec import PatientSpec, TumourSpec, layer_boundaries_mm
 
@@ -68,42 +69,27 @@ def _stage_cap(t_stage: int) -> float:
     return {1: b[1] - 0.05, 2: b[2] - 0.05}.get(t_stage, math.inf)
 
 
-def target_angle_and_depth(anatomy: np.ndarray, grid: Grid, spec: PatientSpec, tumour: TumourSpec) -> tuple[float, float]:
-    """Direction (rad) and depth below the mucosa (mm) at which a T4 tumour meets its target."""
-    z = tumour.z_center
-    ex, ey = (float(v) for v in spec.eso_center(z))
-    if tumour.t4_target == "aorta":
-        ax, ay = spec.aorta_center(z)
-        theta, codes = math.atan2(float(ay) - ey, float(ax) - ex), [L.AORTA]
-    elif tumour.t4_target == "trachea":
-        tx, ty = spec.trachea_center(z)
-        theta, codes = math.atan2(float(ty) - ey, float(tx) - ex), [L.TRACHEA_WALL, L.AIRWAY_LUMEN]
-    else:
-        theta, codes = math.atan2(-1.0, 0.25), [L.PERICARDIUM, L.MYOCARDIUM]
-    dist = ray_distance_mm(anatomy, grid, (ex, ey), z, theta, codes)
-    return theta, dist - spec.lumen_r
-
-
-def _profile(ang, z, theta, half_width, z_center, length):
-    """Smooth 0..1 bump over angle and height: 1 at (theta, z_center), 0 outside the extent."""
-    u = (z - z_center) / (length / 2)
-    delta = np.angle(np.exp(1j * (ang - theta))) / half_width
-    return np.sqrt(np.clip(1 - u**2, 0, None)) * np.sqrt(np.clip(1 - np.abs(delta) ** 4, 0, None))
+def target_depth(anatomy: np.ndarray, grid: Grid, spec: PatientSpec, tumour: TumourSpec) -> float:
+    """Depth below the mucosa (unstretched mm) at which a T4 tumour's focus meets its target structure."""
+    codes = {"aorta": [L.AORTA], "trachea": [L.TRACHEA_WALL, L.AIRWAY_LUMEN]}.get(tumour.t4_target, [L.PERICARDIUM, L.MYOCARDIUM])
+    ex, ey = (float(v) for v in spec.eso_center(tumour.z_center))
+    dist = ray_distance_mm(anatomy, grid, (ex, ey), tumour.z_center, tumour.focal_theta, codes)
+    s = float(stretch(tumour, np.float32(tumour.focal_theta), np.float32(tumour.z_center)))
+    return dist - spec.lumen_r - (s - 1) * WALL_MM
 
 
 def tumour_field(grid: Grid, spec: PatientSpec, tumour: TumourSpec, sl) -> np.ndarray:
     """Boolean tumour shape (before anatomy constraints) in index box ``sl``: bulk plus deepest focus."""
-    r, ang = esophagus_polar(grid, spec, sl)
+    rho, ang = wall_depth(grid, spec, tumour, sl)
     z = grid.z[sl[0]].reshape(-1, 1, 1)
     p = tumour.phases
     undulation = 1 + tumour.irregularity * (
         0.5 * np.sin(3 * ang + p[0]) + 0.3 * np.sin(2 * math.pi * z / 17.0 + p[1]) + 0.2 * np.sin(5 * ang + 2 * math.pi * z / 29.0 + p[2])
     )
     cap = _stage_cap(tumour.t_stage)
-    bulk = tumour.bulk_depth_mm * _profile(ang, z, tumour.theta0, tumour.half_width_rad, tumour.z_center, tumour.length_mm)
-    focus = tumour.depth_mm * _profile(ang, z, tumour.focal_theta, tumour.focal_half_width_rad, tumour.z_center, tumour.focal_length_mm)
+    bulk = tumour.bulk_depth_mm * profile(ang, z, tumour.theta0, tumour.half_width_rad, tumour.z_center, tumour.length_mm)
+    focus = tumour.depth_mm * profile(ang, z, tumour.focal_theta, tumour.focal_half_width_rad, tumour.z_center, tumour.focal_length_mm)
     local = np.minimum(np.maximum(bulk, focus) * undulation, cap)
-    rho = r - spec.lumen_r
     return (rho >= 0) & (rho < local)
 
 
@@ -116,7 +102,8 @@ def paint_tumour(anatomy: np.ndarray, layers: np.ndarray, grid: Grid, spec: Pati
     half = tumour.length_mm / 2 + 1.0
     pixel = max(grid.spacing_zyx[1:])
     # one extra voxel all round so that critical voxels just outside the tumour are seen
-    sl = esophagus_box(grid, spec, margin=max(tumour.depth_mm, 0) + 4 * pixel, z_range=(tumour.z_center - half - grid.spacing_zyx[0], tumour.z_center + half + grid.spacing_zyx[0]))
+    z_range = (tumour.z_center - half - grid.spacing_zyx[0], tumour.z_center + half + grid.spacing_zyx[0])
+    sl = esophagus_box(grid, spec, margin=max(tumour.depth_mm, 0) + 4 * pixel, z_range=z_range, tumour=tumour)
     mask = np.zeros(anatomy.shape, dtype=bool)
     if sl is None:
         return mask
@@ -147,15 +134,10 @@ def grow_tumour(anatomy: np.ndarray, layers: np.ndarray, grid: Grid, spec: Patie
     b = layer_boundaries_mm()
     pixel = max(grid.spacing_zyx[1:])
     if tumour.t_stage == 4:
-        theta, depth = target_angle_and_depth(anatomy, grid, spec, tumour)
+        depth = target_depth(anatomy, grid, spec, tumour)
         if not math.isfinite(depth):
             raise RuntimeError(f"{spec.patient_id}: T4 target {tumour.t4_target} not found near the tumour")
-        tumour = replace(
-            tumour,
-            theta0=theta + (tumour.theta0 - tumour.focal_theta),
-            focal_theta=theta,
-            depth_mm=(depth + 1.5 * pixel) / (1 - tumour.irregularity),
-        )
+        tumour = replace(tumour, depth_mm=(depth + 1.5 * pixel) / (1 - tumour.irregularity))
     critical = None
     for attempt in range(tries):
         trial = anatomy.copy()
@@ -199,5 +181,6 @@ def post_treatment(tumour: TumourSpec, response: float) -> TumourSpec:
         depth_mm=max(tumour.depth_mm * keep**0.35, 0.8 * b[0]),
         bulk_depth_mm=max(tumour.bulk_depth_mm * keep**0.35, 0.8 * b[0]),
         focal_length_mm=max(tumour.focal_length_mm * keep**0.45, 6.0),
+        thickening=1.0 + (tumour.thickening - 1.0) * keep**0.5,
         texture_hu=tumour.texture_hu * (0.6 + 0.4 * keep),
     )
