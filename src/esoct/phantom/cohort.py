@@ -48,7 +48,7 @@ def _location(z_center: float) -> str:
     return "lower" if z_center < third else "middle" if z_center < 2 * third else "upper"
 
 
-def _write_scan(out: Path, pid: str, tp: str, scan, dicom: bool, seed: int) -> dict:
+def _write_scan(out: Path, pid: str, tp: str, scan, dicom: bool, seed: int, manufacturer: str) -> dict:
     name = f"{pid}_{tp}.nii.gz"
     files = {
         "image": write_image(scan.image, out / "images" / name),
@@ -61,7 +61,7 @@ def _write_scan(out: Path, pid: str, tp: str, scan, dicom: bool, seed: int) -> d
 
         folder = out / "dicom" / f"{pid}_{tp}"
         write_dicom_series(scan.image, folder, patient_id=pid, series_description=f"esoct phantom {tp}-treatment CT",
-                           uid_seed=f"esoct-phantom-{seed}-{pid}-{tp}")
+                           uid_seed=f"esoct-phantom-{seed}-{pid}-{tp}", manufacturer=manufacturer)
         files["dicom"] = folder
     return {k: v.relative_to(out).as_posix() for k, v in files.items()}
 
@@ -71,11 +71,11 @@ def make_patient(out: Path, seed: int, index: int, center: CenterProfile, dicom:
     spec = sample_patient(seed, index, center)
     pid = spec.patient_id
     pre = render_scan(spec, center, "pre", full_res=full_res, seed=seed)
-    files_pre = _write_scan(out, pid, "pre", pre, dicom, seed)
+    files_pre = _write_scan(out, pid, "pre", pre, dicom, seed, center.manufacturer)
     reader2 = write_image(reader2_mask(pre.labels, seed, index), out / "labels_reader2" / f"{pid}_pre.nii.gz")
     files_pre["labels_reader2"] = reader2.relative_to(out).as_posix()
     post = render_scan(spec, center, "post", full_res=full_res, seed=seed)
-    files_post = _write_scan(out, pid, "post", post, dicom, seed)
+    files_post = _write_scan(out, pid, "post", post, dicom, seed, center.manufacturer)
     t = pre.tumour
     return {
         "patient_id": pid,
