@@ -112,3 +112,14 @@ def test_roi_cohort_survives_bad_patients_and_resumes(small_cohort, tmp_path, ca
     # a second run resumes: finished patients are skipped, failed ones retried (and fail again)
     assert main(["roi", str(tmp_path / "m.csv"), "--out", str(out), "-q"]) == 1
     assert "2 already done" in capsys.readouterr().out
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--patients", "4", "--seed", "1", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "results:" in out and "index.html" in out
+    page = (tmp_path / "d" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "pT1" in page and "pT4" in page
+    assert "cohort is clean: 4 patients" in (tmp_path / "d" / "check.txt").read_text()
+    summary = pd.read_csv(tmp_path / "d" / "roi" / "roi_summary.csv")
+    assert len(summary) == 4 and summary["krt_tumour_inside"].all()
