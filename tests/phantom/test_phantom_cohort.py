@@ -203,6 +203,15 @@ def test_dicom_export_reads_back_as_the_nifti(tmp_path):
         assert series.info.modality == "CT"
     import pydicom
 
+    # a manifest whose images are the DICOM folders is clean: masks share the series' geometry
+    from esoct.io.manifest import check_manifest
+
+    table = pd.read_csv(tmp_path / "manifest.csv", dtype={"patient_id": str})
+    table["image_pre"] = rec["files"]["pre"]["dicom"]
+    table["image_post"] = rec["files"]["post"]["dicom"]
+    table.to_csv(tmp_path / "manifest_dicom.csv", index=False)
+    report = check_manifest(tmp_path / "manifest_dicom.csv")
+    assert report.ok, report.to_text()
     first = sorted((tmp_path / rec["files"]["pre"]["dicom"]).iterdir())[0]
     ds = pydicom.dcmread(first)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
