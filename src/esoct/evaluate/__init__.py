@@ -1,0 +1,1 @@
+"""Metrics with confidence intervals, statistical tests, calibration and decision curves (torch-free)."""

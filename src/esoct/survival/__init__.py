@@ -1,0 +1,1 @@
+"""Survival models with the scikit-survival estimator API: RSF preset, Cox, Coxnet, signatures, the paper's presets."""
