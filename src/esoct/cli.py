@@ -61,7 +61,7 @@ def _cmd_roi(args) -> int:
                               krt_spacing=(args.krt_spacing,) * 3, progress=not args.quiet)
     print(f"ROIs for {len(run.results)} patients written to {args.out} ({len(run.skipped)} already done, "
           f"{len(run.failures)} failed)")
-    for pid, reason in run.failures.items():
+    for reason in run.failures.values():
         print(f"failed: {reason}", file=sys.stderr)
     return EXIT_OK if run.ok else EXIT_PROBLEMS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -113,8 +113,3 @@ def reader2_mask(labels: Volume, seed: int, index: int) -> Volume:
     view[t & ~new] = 3  # redrawn as esophagus
     view[new] = 1
     return labels.with_array(lab)
-
-
-def post_spec(spec: PatientSpec) -> PatientSpec:
-    """The patient's spec with the residual tumour (for callers that need it explicitly)."""
-    return replace(spec, tumour=post_treatment(spec.tumour, spec.response))

@@ -139,7 +139,7 @@ def grow_tumour(anatomy: np.ndarray, layers: np.ndarray, grid: Grid, spec: Patie
             raise RuntimeError(f"{spec.patient_id}: T4 target {tumour.t4_target} not found near the tumour")
         tumour = replace(tumour, depth_mm=(depth + 1.5 * pixel) / (1 - tumour.irregularity))
     critical = None
-    for attempt in range(tries):
+    for _ in range(tries):
         trial = anatomy.copy()
         mask = paint_tumour(trial, layers, grid, spec, tumour)
         if critical is None:

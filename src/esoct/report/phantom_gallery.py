@@ -22,13 +22,11 @@ def _window(hu: np.ndarray, center: float = 40.0, width: float = 400.0) -> np.nd
 
 
 def _overlay(ax, labels2d: np.ndarray, colours: dict) -> None:
-    from matplotlib.colors import ListedColormap
-
+    """Draw the outline of each label value in its colour."""
     for value, colour in colours.items():
         m = labels2d == value
         if m.any():
             ax.contour(m.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
-    del ListedColormap
 
 
 def patient_figure(cohort: Path, record: dict, png: Path) -> Path:
