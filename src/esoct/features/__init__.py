@@ -1,0 +1,1 @@
+"""Feature extraction: radiomics (PyRadiomics), delta-radiomics, elasticity and fractal features, deep features."""

@@ -1,0 +1,1 @@
+"""Feature selection as scikit-learn transformers, fitted inside the training fold only."""
