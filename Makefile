@@ -18,7 +18,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PIP) install numpy versioneer setuptools wheel
 	$(PIP) install torch==2.13.0
 	$(PIP) install --no-build-isolation pyradiomics
-	$(PIP) install -e ".[deep,stats,test]"
+	$(PIP) install -e ".[deep,stats,scale,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
