@@ -32,6 +32,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_phantom.py
 	$(PY) bench/bench_io.py
+	$(PY) bench/bench_cindex.py
+	$(PY) bench/bench_radiomics.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info src/*.egg-info
