@@ -1,0 +1,1 @@
+"""Training infrastructure: devices and seeds, patient-level folds, losses and training loops."""
