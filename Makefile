@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_phantom.py
 	$(PY) bench/bench_io.py
 	$(PY) bench/bench_cindex.py
+	$(PY) bench/bench_delong.py
 	$(PY) bench/bench_radiomics.py
 
 clean:

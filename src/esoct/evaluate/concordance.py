@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from esoct.errors import InputError
+from esoct.evaluate import bootstrap as _bootstrap
+from esoct.evaluate.bootstrap import CI
 
 #: Two risk scores closer than this are tied (scikit-survival's ``tied_tol``; lifelines uses 0).
 TIED_TOL = 1e-8
@@ -19,26 +21,6 @@ TIED_TOL = 1e-8
 _CHUNK_CELLS = 4_000_000
 
 SURV_DTYPE = np.dtype([("event", bool), ("time", float)])
-
-
-@dataclass(frozen=True)
-class CI:
-    """A point estimate with its confidence interval.
-
-    ``replicates`` holds the bootstrap estimates the interval was read from (``None`` for an
-    analytic interval); it is left out of ``repr`` and equality.
-    """
-
-    estimate: float
-    low: float
-    high: float
-    level: float = 0.95
-    method: str = "percentile"
-    n_resamples: int = 0
-    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def __str__(self) -> str:
-        return f"{self.estimate:.3f} ({self.low:.3f}-{self.high:.3f})"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -158,22 +140,15 @@ def _validated(event, time, risk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def bootstrap_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
-    """The patient indices of each bootstrap resample (drawn with replacement).
+    """The patient indices of each bootstrap resample: :func:`esoct.evaluate.bootstrap.bootstrap_indices`.
 
-    Parameters
-    ----------
-    n : int
-        Number of patients.
-    n_resamples : int
-        Number of resamples.
-    seed : int
-        Seed of ``numpy.random.default_rng``; the same seed gives the same resamples.
+    Kept here with ``seed`` positional, as the C-index functions document their resamples by it.
 
     Returns
     -------
     numpy.ndarray of int, shape (n_resamples, n)
     """
-    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    return _bootstrap.bootstrap_indices(n, n_resamples, seed=seed)
 
 
 def multiplicity_weights(indices: np.ndarray, n: int) -> np.ndarray:
@@ -218,7 +193,7 @@ def resample_weights(n: int, n_resamples: int = 1000, seed: int = 0) -> Iterator
 
 
 def percentile_ci(estimate: float, replicates: np.ndarray, alpha: float = 0.05, what: str = "estimate") -> CI:
-    """Percentile bootstrap interval; undefined (NaN) replicates are dropped with a warning.
+    """Percentile bootstrap interval as a :class:`CI`; undefined (NaN) replicates are dropped with a warning.
 
     Parameters
     ----------
@@ -235,12 +210,12 @@ def percentile_ci(estimate: float, replicates: np.ndarray, alpha: float = 0.05, 
     -------
     CI
     """
-    finite = _finite_replicates(replicates, what)
-    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2]) if finite.size else (np.nan, np.nan)
-    return CI(float(estimate), float(low), float(high), 1 - alpha, "percentile", len(replicates), replicates)
+    finite, n_failed = _finite_replicates(replicates, what)
+    low, high = _bootstrap.percentile_ci(finite, alpha)
+    return CI(float(estimate), low, high, 1 - alpha, "percentile", len(replicates), replicates, n_failed)
 
 
-def _finite_replicates(replicates: np.ndarray, what: str) -> np.ndarray:
+def _finite_replicates(replicates: np.ndarray, what: str) -> tuple[np.ndarray, int]:
     finite = replicates[np.isfinite(replicates)]
     if finite.size < replicates.size:
         warnings.warn(
@@ -249,22 +224,14 @@ def _finite_replicates(replicates: np.ndarray, what: str) -> np.ndarray:
             RuntimeWarning,
             stacklevel=3,
         )
-    return finite
+    return finite, replicates.size - finite.size
 
 
 def _bca_ci(estimate: float, replicates: np.ndarray, jackknife: np.ndarray, alpha: float) -> CI:
     """Bias-corrected and accelerated interval (Efron 1987) from bootstrap and jackknife estimates."""
-    finite = _finite_replicates(replicates, "C-index")
-    z0 = stats.norm.ppf(np.mean(finite < estimate))
-    d = jackknife.mean() - jackknife
-    denom = 6.0 * np.sum(d**2) ** 1.5
-    a = np.sum(d**3) / denom if denom > 0 else 0.0
-    z = stats.norm.ppf([alpha / 2, 1 - alpha / 2])
-    q = stats.norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
-    if not np.all(np.isfinite(q)):  # every replicate on one side of the estimate: fall back to percentiles
-        q = np.array([alpha / 2, 1 - alpha / 2])
-    low, high = np.quantile(finite, q)
-    return CI(float(estimate), float(low), float(high), 1 - alpha, "bca", len(replicates), replicates)
+    finite, n_failed = _finite_replicates(replicates, "C-index")
+    low, high = _bootstrap.bca_ci(estimate, finite, jackknife, alpha)
+    return CI(float(estimate), low, high, 1 - alpha, "bca", len(replicates), replicates, n_failed)
 
 
 # --------------------------------------------------------------------------- pair counting engine

@@ -144,7 +144,9 @@ def _split_groups(df: pd.DataFrame, group: str | None, group_order: Sequence | N
     for level in levels:
         name = str(level)
         if name in RESERVED_COLUMNS or name in columns:
-            raise InputError(f"group level {level!r} of column {group!r} clashes with a column name of the table; recode it")
+            raise InputError(
+                f"group level {level!r} of column {group!r} clashes with a column name of the table; recode it"
+            )
         columns[name] = data[data[group] == level]
     return data, columns
 
