@@ -21,12 +21,23 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PIP) install -e ".[deep,stats,scale,test]"
 	touch $(STAMP)
 
+# nnU-Net v2 (for the export's integrity test) lives in its own venv layered on ours: its
+# dependency chain brings PyPI's torchvision, which cannot import beside this torch and must
+# not reach the main venv. torch stays 2.13.0 CPU through the constraint.
+NNVENV  := .venv-nnunet
+NNSTAMP := $(NNVENV)/.installed
+$(NNSTAMP): $(STAMP)
+	$(PYTHON) -m venv $(NNVENV) || python3 -m venv $(NNVENV)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(NNVENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/esoct_main.pth"
+	echo "torch==2.13.0" > $(NNVENV)/constraints.txt
+	$(NNVENV)/bin/python -m pip install -q -c $(NNVENV)/constraints.txt nnunetv2 && touch $(NNSTAMP) || echo "nnunetv2 could not be installed: the nnU-Net integrity test will skip"
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/esoct demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) $(NNSTAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -37,4 +48,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_radiomics.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(NNVENV) $(DEMO_DIR) build *.egg-info src/*.egg-info
