@@ -1,0 +1,371 @@
+"""Train the segmentation network: Adam, cosine decay, deep-supervised focal loss, per-epoch checkpoints, exact resume.
+
+:func:`train_segmentation` trains one :class:`esoct.models.unet3d.UNet3D` on a
+:class:`esoct.segment.data.PatchDataset` for ``epochs x iterations_per_epoch`` steps:
+
+* Adam (Kingma & Ba), learning rate 1e-3 decayed by a cosine schedule to 0 over the epochs
+  (nn-TransEC Sec. 4.1.4), stepped once per epoch;
+* loss: :class:`esoct.train.losses.DeepSupervisionLoss` over the network's four outputs of the
+  focal loss (alpha 0.25, gamma 2), plus a soft Dice loss when ``dice_weight > 0``;
+* gradient-norm clipping at 12 (nnU-Net); float16 autocast + gradient scaling on CUDA;
+* after every epoch an atomic checkpoint ``checkpoint.pt`` (weights, optimiser, scheduler,
+  scaler, random states, history and what inference needs), ``history.json`` and a line in
+  ``train.log``. Calling again with the same folder resumes after the last complete epoch and
+  ends with the same weights as an uninterrupted run (patches depend only on seed, epoch, index).
+
+:func:`train_cascade` is the optional low-res -> full-res cascade (nnU-Net, nn-TransEC Fig. 5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from esoct.errors import InputError
+from esoct.segment.data import Augmentation, Case, PatchDataset, Preprocessing
+from esoct.segment.inference import Segmenter, resample_probabilities, sliding_window_probabilities
+
+CHECKPOINT = "checkpoint.pt"
+# settings that may change between a run and its resumption (they do not change the result on CPU)
+_RESUME_FREE = ("device", "num_workers", "amp")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings of one segmentation training run.
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs (100 in the paper).
+    iterations_per_epoch : int
+        Optimiser steps per epoch (nnU-Net: 250).
+    batch_size : int
+        Patches per step (2 in the paper).
+    learning_rate : float
+        Initial Adam learning rate (1e-3), decayed with a cosine to 0 at the last epoch.
+    weight_decay : float
+        Adam weight decay (nnU-Net's 3e-5).
+    focal_alpha, focal_gamma : float
+        Focal loss (0.25, 2).
+    dice_weight : float
+        Weight of the optional soft Dice loss (0: off, as the paper).
+    ds_weights : list of float, optional
+        Deep-supervision weights, full resolution first (default: halving, normalised).
+    grad_clip : float
+        Gradient-norm clip.
+    seed : int
+        Seeds torch/NumPy/Python and the patch sampling.
+    device : str, optional
+        ``"cuda"``, ``"cpu"``...; default CUDA when available.
+    amp : bool
+        Mixed precision on CUDA.
+    num_workers : int
+        DataLoader worker processes (0: load in the main process).
+    """
+
+    epochs: int = 100
+    iterations_per_epoch: int = 250
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    weight_decay: float = 3e-5
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    dice_weight: float = 0.0
+    ds_weights: list | None = None
+    grad_clip: float = 12.0
+    seed: int = 0
+    device: str | None = None
+    amp: bool = True
+    num_workers: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "iterations_per_epoch", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train_segmentation` returns.
+
+    Attributes
+    ----------
+    segmenter : Segmenter
+        The trained network (eval mode) with its preprocessing and patch size.
+    history : list of dict
+        One entry per epoch: ``epoch`` (1-based), ``loss`` (mean training loss), ``lr``, ``seconds``.
+    checkpoint : Path
+        The last checkpoint (load it with :func:`esoct.segment.inference.load_segmenter`).
+    resumed_from : int
+        Epochs already complete when this call started (0 for a fresh run).
+    """
+
+    segmenter: Segmenter
+    history: list = field(default_factory=list)
+    checkpoint: Path | None = None
+    resumed_from: int = 0
+
+
+def model_from_plan(plan, in_channels: int = 1, n_classes: int = 6, residual: bool = True, deep_supervision: int = 4):
+    """A :class:`~esoct.models.unet3d.UNet3D` with a plan's stages, strides, kernels and features."""
+    from esoct.models.unet3d import UNet3D
+
+    n_stages = len(plan.features_per_stage)
+    return UNet3D(
+        in_channels, n_classes, channels=plan.features_per_stage, strides=plan.strides, kernel_sizes=plan.kernel_sizes,
+        residual=residual, deep_supervision=min(deep_supervision, n_stages - 1),
+    )
+
+
+def _file_logger(path: Path) -> tuple[logging.Logger, logging.Handler]:
+    log = logging.getLogger(f"esoct.segment.training.{path}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    return log, handler
+
+
+def _check_resume(saved: dict, segmenter: dict, config: TrainingConfig, path: Path) -> None:
+    """Refuse to resume a checkpoint made with another network, preprocessing or training setting."""
+    old = saved.get("segmenter", {})
+    for key in ("model_config", "preprocessing", "patch_size", "n_classes"):
+        if old.get(key) != segmenter.get(key):
+            raise InputError(
+                f"checkpoint was made with another {key} ({old.get(key)} vs {segmenter.get(key)} now); "
+                "use a new output folder or the same settings",
+                path,
+            )
+    now = asdict(config)
+    for key, value in saved.get("training", {}).items():
+        if key not in _RESUME_FREE and now.get(key) != value:
+            raise InputError(f"checkpoint was made with {key}={value!r}, now {now.get(key)!r}; cannot resume", path)
+
+
+def train_segmentation(
+    model: torch.nn.Module,
+    dataset: PatchDataset,
+    out_dir: str | Path,
+    config: TrainingConfig | None = None,
+    *,
+    preprocessing: Preprocessing,
+    resume: bool = True,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, list], None] | None = None,
+) -> TrainingResult:
+    """Train a segmentation network, checkpointing every epoch; resume from ``out_dir`` when possible.
+
+    Parameters
+    ----------
+    model : UNet3D
+        The network (its ``config`` is stored so inference can rebuild it).
+    dataset : PatchDataset
+        Training patches; ``iterations_per_epoch * batch_size`` are drawn per epoch.
+    out_dir : str or Path
+        Run folder: ``checkpoint.pt``, ``history.json``, ``train.log``.
+    config : TrainingConfig, optional
+        Optimisation settings (defaults: the paper's).
+    preprocessing : Preprocessing
+        The spacing and normalisation the dataset's cases were made with (stored for inference).
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` when it exists (else it is overwritten).
+    progress : bool
+        A progress bar per epoch with the running loss.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(epoch, history)`` after each epoch's checkpoint (validation, early stop
+        by raising...).
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    InputError
+        A checkpoint in ``out_dir`` that was made with other settings, or a corrupt one.
+    """
+    from tqdm.auto import tqdm
+
+    from esoct.train.checkpoint import load_checkpoint, save_checkpoint
+    from esoct.train.device import pick_device, seed_everything
+    from esoct.train.losses import DeepSupervisionLoss, SegmentationLoss
+
+    config = config or TrainingConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / CHECKPOINT
+    device = pick_device(config.device)
+    use_amp = bool(config.amp and device.type == "cuda")
+    n_classes = int(getattr(model, "n_classes", 0) or model.config["n_classes"])
+    divisor = getattr(model, "size_divisor", (1, 1, 1))
+    if any(p % d for p, d in zip(dataset.patch_size, divisor)):
+        raise InputError(f"patch size {dataset.patch_size} must be a multiple of {divisor} (the product of the network's strides)")
+    segmenter = Segmenter(model, preprocessing, dataset.patch_size, n_classes)
+    seg_meta = segmenter.to_dict()
+
+    seed_everything(config.seed)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=0.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    criterion = DeepSupervisionLoss(
+        SegmentationLoss(config.focal_alpha, config.focal_gamma, dice_weight=config.dice_weight), weights=config.ds_weights
+    )
+
+    history: list = []
+    start = 0
+    if resume and ckpt.is_file():
+        try:
+            saved_extra = torch.load(ckpt, map_location="cpu", weights_only=False).get("extra", {})
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"corrupt checkpoint ({type(exc).__name__}); delete it to start again", ckpt) from exc
+        _check_resume(saved_extra, seg_meta, config, ckpt)
+        info = load_checkpoint(ckpt, model, optimizer, scheduler, map_location="cpu")  # RNG states must stay on the CPU
+        start = info["epoch"]
+        history = list(info["extra"].get("history", []))
+        if info["extra"].get("scaler"):
+            scaler.load_state_dict(info["extra"]["scaler"])
+
+    log, handler = _file_logger(out_dir / "train.log")
+    try:
+        if start == 0:
+            n_params = sum(p.numel() for p in model.parameters())
+            log.info("start: device %s, amp %s, %d parameters, config %s", device, use_amp, n_params, json.dumps(asdict(config)))
+            log.info("segmenter %s", json.dumps(seg_meta))
+        elif start < config.epochs:
+            log.info("resume after epoch %d of %d", start, config.epochs)
+        n_samples = config.iterations_per_epoch * config.batch_size
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            dataset.set_epoch(epoch)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=config.batch_size, sampler=range(n_samples), num_workers=config.num_workers,
+                pin_memory=device.type == "cuda",
+            )
+            model.train()
+            lr = optimizer.param_groups[0]["lr"]
+            total, steps = 0.0, 0
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", disable=not progress, leave=False)
+            for batch in bar:
+                x = batch["image"].to(device, non_blocking=True)
+                y = batch["label"].to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    outputs = model(x)
+                loss = criterion(outputs, y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {steps + 1}; lower the learning rate")
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                total += float(loss.detach())
+                steps += 1
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+            bar.close()
+            scheduler.step()
+            entry = {"epoch": epoch + 1, "loss": total / max(steps, 1), "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
+            history.append(entry)
+            extra = {"history": history, "segmenter": seg_meta, "training": asdict(config), "scaler": scaler.state_dict()}
+            save_checkpoint(ckpt, model, optimizer, scheduler, epoch=epoch + 1, extra=extra)
+            (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+            log.info("epoch %d/%d loss %.5f lr %.3g %.1f s", epoch + 1, config.epochs, entry["loss"], lr, entry["seconds"])
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, history)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    model.eval()
+    return TrainingResult(segmenter, history, ckpt, start)
+
+
+def stage1_probabilities(stage1: Segmenter, low: Case, full: Case, *, device=None) -> np.ndarray:
+    """Stage-1 softmax of a case, predicted on its coarse grid and upsampled (linear) onto its full-res grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_classes, z, y, x)`` float32 on ``full.image``'s grid.
+    """
+    probs = sliding_window_probabilities(
+        stage1.model, low.image.array, stage1.patch_size, pad_value=stage1.preprocessing.background, device=device
+    )
+    return resample_probabilities(probs.numpy(), low.image, full.image)
+
+
+def train_cascade(
+    cases_low: Sequence[Case],
+    cases_full: Sequence[Case],
+    stage1_model: torch.nn.Module,
+    stage2_model: torch.nn.Module,
+    *,
+    preprocessing_low: Preprocessing,
+    preprocessing_full: Preprocessing,
+    patch_size_low: Sequence[int],
+    patch_size_full: Sequence[int],
+    out_dir: str | Path,
+    config: TrainingConfig | None = None,
+    augmentation: Augmentation | None = None,
+    foreground_fraction: float = 1.0 / 3.0,
+    progress: bool = True,
+) -> tuple[Segmenter, Segmenter]:
+    """Low-res -> full-res cascade: stage 1 on coarse cases, stage 2 on full-res cases + stage-1 softmax.
+
+    Stage 1 trains on ``cases_low`` (coarse spacing). Its softmax on each training case is then
+    upsampled to the full-resolution grid and appended as ``n_classes`` extra input channels of
+    stage 2 (``stage2_model`` must take ``1 + n_classes`` channels). Simplification: nnU-Net feeds
+    stage 2 with stage-1 predictions made by cross-validation (each case predicted by a model that
+    did not see it); here stage 1 predicts its own training cases, which makes its maps cleaner in
+    training than at test time.
+
+    Parameters
+    ----------
+    cases_low, cases_full : sequence of Case
+        The same patients (same order) preprocessed with ``preprocessing_low`` / ``preprocessing_full``.
+    stage1_model, stage2_model : UNet3D
+        ``in_channels`` 1 and ``1 + n_classes``.
+    preprocessing_low, preprocessing_full : Preprocessing
+    patch_size_low, patch_size_full : tuple of 3 int
+    out_dir : str or Path
+        ``stage1/`` and ``stage2/`` run folders (each resumable).
+    config, augmentation, foreground_fraction, progress
+        As in :func:`train_segmentation` and :class:`PatchDataset` (shared by both stages).
+
+    Returns
+    -------
+    (Segmenter, Segmenter)
+        Stage 1 and stage 2; predict with :func:`esoct.segment.inference.predict_cascade`.
+    """
+    config = config or TrainingConfig()
+    if [c.patient_id for c in cases_low] != [c.patient_id for c in cases_full]:
+        raise InputError("cases_low and cases_full must hold the same patients in the same order")
+    n_classes = stage1_model.n_classes
+    if stage2_model.config["in_channels"] != 1 + n_classes:
+        has = stage2_model.config["in_channels"]
+        raise InputError(f"stage 2 must take 1 + {n_classes} input channels (CT + stage-1 softmax), has {has}")
+    out_dir = Path(out_dir)
+    n_samples = config.iterations_per_epoch * config.batch_size
+
+    def dataset(cases, patch, prep):
+        return PatchDataset(cases, patch, n_samples, foreground_fraction=foreground_fraction, augmentation=augmentation,
+                            background=prep.background, seed=config.seed)
+
+    first = train_segmentation(stage1_model, dataset(cases_low, patch_size_low, preprocessing_low), out_dir / "stage1", config,
+                               preprocessing=preprocessing_low, progress=progress)
+    stage2_cases = [
+        Case(full.patient_id, full.image, full.labels, stage1_probabilities(first.segmenter, low, full, device=config.device))
+        for low, full in zip(cases_low, cases_full)
+    ]
+    second = train_segmentation(stage2_model, dataset(stage2_cases, patch_size_full, preprocessing_full), out_dir / "stage2", config,
+                                preprocessing=preprocessing_full, progress=progress)
+    return first.segmenter, second.segmenter
