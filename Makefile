@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_cindex.py
 	$(PY) bench/bench_delong.py
 	$(PY) bench/bench_radiomics.py
+	$(PY) bench/bench_tstage.py
+	$(PY) bench/bench_segment.py
 
 clean:
 	rm -rf $(VENV) $(NNVENV) $(DEMO_DIR) build *.egg-info src/*.egg-info
