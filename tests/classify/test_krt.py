@@ -57,9 +57,9 @@ def test_empty_prediction_names_the_patient_and_fallback_warns():
     image, labels = _scan([(10, 15), (20, 27), (30, 34)])
     empty = labels.with_array(np.where(labels.array == 1, 0, labels.array).astype(np.uint8))
     with pytest.raises(InputError, match=r"patient EP0007.*no tumour voxel"):
-        krt_crop(image, empty, (8, 8, 8), patient="EP0007")
+        krt_crop(image, empty, (8, 8, 8), fallback_label=None, patient="EP0007")
     with pytest.warns(UserWarning, match="EP0007.*label 3"):
-        box = krt_crop(image, empty, (8, 8, 8), fallback_label=3, patient="EP0007")
+        box = krt_crop(image, empty, (8, 8, 8), patient="EP0007")  # the esophagus is the default fallback
     assert box.center_index[1:] == (3, 3)
     nothing = labels.with_array(np.zeros(labels.shape, np.uint8))
     with pytest.raises(InputError, match="nor label 3"):

@@ -33,7 +33,7 @@ def krt_crop(
     spacing_zyx=None,
     label: int = TUMOUR_LABEL,
     fill: float = AIR_HU,
-    fallback_label: int | None = None,
+    fallback_label: int | None = 3,
     patient: str | None = None,
 ) -> KrtBox:
     """Crop the CT around the centre of the predicted tumour (nn-TransEC KRT).
@@ -58,9 +58,10 @@ def krt_crop(
         Tumour label.
     fill : float
         Image value outside the scan (HU).
-    fallback_label : int, optional
-        When the label map has no tumour, centre the box on this label instead (e.g. 3, the
-        esophagus) and warn; by default an empty tumour is an error.
+    fallback_label : int or None
+        When the label map has no tumour, centre the box on this label instead (default 3, the
+        esophagus, as issue 6 specifies) and warn naming the patient; ``None`` makes an empty
+        tumour an error.
     patient : str, optional
         Named in errors and warnings.
 
