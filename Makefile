@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_radiomics.py
 	$(PY) bench/bench_tstage.py
 	$(PY) bench/bench_segment.py
+	$(PY) bench/bench_segment_memory.py
 
 clean:
 	rm -rf $(VENV) $(NNVENV) $(DEMO_DIR) build *.egg-info src/*.egg-info
