@@ -49,7 +49,7 @@ class FeatureGroup:
 CLINICAL_COLUMNS = ("age", "stage", "volume_reduction_rate")
 
 #: The paper's six models. Deep-feature columns are the PCA components of each time point
-#: (``dl_pre_0..9``, ``dl_post_0..9``), delta-radiomics columns the selected DRFs
+#: (``dl_pre_pca_1..10``, ``dl_post_pca_1..10`` from :mod:`esoct.features.deep`), delta-radiomics columns the selected DRFs
 #: (``delta_<pyradiomics name>``). Fusion concatenates all selected groups.
 FEATURE_GROUPS = {
     "Clinical": FeatureGroup(columns=CLINICAL_COLUMNS),
