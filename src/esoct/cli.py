@@ -72,6 +72,29 @@ def _cmd_demo(args) -> int:
     return run_demo(args.out, n_patients=args.patients, seed=args.seed, progress=not args.quiet)
 
 
+def _cmd_init(args) -> int:
+    from esoct.study.config import write_example
+
+    path = write_example(args.path, overwrite=args.force)
+    print(f"example study file written to {path}; edit cohort.manifest, then: esoct run {path} --out STUDY_DIR")
+    return EXIT_OK
+
+
+def _cmd_run(args) -> int:
+    from esoct.study.config import load_study
+    from esoct.study.run import run_study
+
+    config = load_study(args.study)
+    if args.check:
+        print(f"{args.study}: valid; tasks: {', '.join(config.enabled_tasks) or 'none'}")
+        return EXIT_OK
+    run = run_study(config, args.out, progress=not args.quiet)
+    for task, status in run.status.items():
+        print(f"{task}: {status} ({run.seconds[task]:.0f} s)")
+    print(f"study directory: {run.out}")
+    return EXIT_OK if run.ok else EXIT_PROBLEMS
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``esoct`` program (one sub-command per task)."""
     p = argparse.ArgumentParser(prog="esoct", description="CT-based esophageal cancer analysis toolkit.")
@@ -125,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("init", help="write a commented example study file",
+                       description="Write an example YAML study file with every key explained.")
+    s.add_argument("path", nargs="?", default="study.yaml", help="where to write it (default study.yaml)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s.set_defaults(func=_cmd_init)
+
+    s = sub.add_parser("run", help="run the tasks of a study file into a study directory",
+                       description="Validate a study file (every mistake reported at once), then run its enabled "
+                                   "tasks; a failed task is recorded and the others still run.")
+    s.add_argument("study", help="YAML study file (see esoct init)")
+    s.add_argument("--out", default="study", help="study directory (default ./study)")
+    s.add_argument("--check", action="store_true", help="only validate the study file and the split")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_run)
     return p
 
 

@@ -391,7 +391,10 @@ def _risk_groups(fits: dict, train_x: pd.DataFrame, test_x: pd.DataFrame, y_test
                    path=fig_dir / "km_test.png"))
     clinical = test_x[["age", "stage", "volume_reduction_rate"]].copy()
     clinical["stage"] = _stage_numbers(clinical["stage"])
-    adjusted = adjusted_cox(groups, clinical, time, event, name=f"{name}_risk_group")
+    try:
+        adjusted = adjusted_cox(groups, clinical, time, event, name=f"{name}_risk_group")
+    except InputError as exc:  # e.g. every test patient in one risk group: say so instead of a number
+        adjusted = pd.DataFrame({"note": [f"adjusted Cox not estimable: {exc}"]}, index=[f"{name}_risk_group"])
     grid = np.quantile(time[event == 1], np.linspace(0.15, 0.85, 12)) if event.sum() >= 5 else np.array([time.max()])
     ax = result = None
     for model, f in fits.items():

@@ -296,8 +296,14 @@ def fit_preset(
 
 
 def _default_times(time_train: np.ndarray, time_test: np.ndarray, n: int = 25) -> np.ndarray:
-    """Evaluation grid for the integrated Brier score: 10th pooled percentile to the smaller 80th cohort percentile."""
+    """Evaluation grid for the integrated Brier score: 10th pooled percentile to the smaller 80th cohort percentile.
+
+    The start is raised to the first follow-up time of either cohort when that is later: the
+    IPCW Brier score is only defined within each cohort's follow-up (a small external cohort whose
+    earliest time lies above the pooled 10th percentile would otherwise be refused).
+    """
     lo = float(np.percentile(np.concatenate([time_train, time_test]), 10))
+    lo = max(lo, float(np.min(time_test)), float(np.min(time_train)))
     hi = float(min(np.percentile(time_train, 80), np.percentile(time_test, 80)))
     if not hi > lo:
         raise InputError(

@@ -1,0 +1,292 @@
+"""The YAML study file: schema, validation that reports every mistake at once, and the commented example.
+
+A study file names the cohort manifest, the external test split, the seed and the tasks with
+their models and settings. :func:`load_study` checks it completely before any work starts:
+unknown keys (with the closest known key suggested), wrong types, values out of range, missing
+files and impossible splits (a test centre that is not in the manifest, fewer patients of a
+class than folds) are all listed in one :class:`StudyFileError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from esoct.errors import InputError
+
+#: Tasks esoct runs and the manifest columns each needs.
+TASK_COLUMNS = {"tstage_binary": ("pT",), "survival": ("os_months", "os_event", "age", "stage")}
+
+# Schema: key -> (type(s), default). A dict value is a nested section.
+_SCHEMA = {
+    "name": (str, "esoct-study"),
+    "seed": (int, 0),
+    "cohort": {
+        "manifest": (str, None),
+        "test_centers": (list, []),
+    },
+    "radiomics": {
+        "params": ((str, type(None)), None),
+        "workers": ((int, type(None)), None),
+    },
+    "tasks": {
+        "tstage_binary": {
+            "enabled": (bool, True),
+            "models": (list, ["resolstm", "resnet"]),
+            "preset": (str, "fast"),
+            "folds": (int, 5),
+        },
+        "survival": {
+            "enabled": (bool, True),
+            "n_estimators": (int, 400),
+            "n_bootstrap": (int, 1000),
+            "cv": (int, 5),
+            "deep_features": (bool, False),
+            "deep_epochs": (int, 10),
+            "deep_width": ((int, float), 0.25),
+        },
+    },
+}
+
+_CHOICES = {
+    ("tasks", "tstage_binary", "models"): {"resolstm", "resnet"},
+    ("tasks", "tstage_binary", "preset"): {"fast", "paper"},
+}
+_MINIMUM = {
+    ("tasks", "tstage_binary", "folds"): 2,
+    ("tasks", "survival", "n_estimators"): 1,
+    ("tasks", "survival", "n_bootstrap"): 1,
+    ("tasks", "survival", "cv"): 2,
+    ("tasks", "survival", "deep_epochs"): 0,
+}
+
+EXAMPLE = """\
+# esoct study file: `esoct run study.yaml` runs every enabled task into a study directory.
+# Paths are relative to this file. Every key is optional except cohort.manifest.
+name: my-esophagus-study
+seed: 0                        # every random choice (folds, networks, bootstrap) derives from it
+
+cohort:
+  manifest: cohort/manifest.csv    # one row per patient, columns in DESIGN.md (`esoct check` validates it)
+  test_centers: [C]                # external test cohort for survival; the other centres train
+
+radiomics:
+  params: null                 # a PyRadiomics parameter file; null = the longitudinal paper's set
+  workers: null                # local processes (null: one per CPU)
+
+tasks:
+  tstage_binary:               # T1-2 vs T3-4 from 2D ROI sequences (ResoLSTM-Depth paper)
+    enabled: true
+    models: [resolstm, resnet]
+    preset: fast               # fast (CPU, minutes) or paper (150 epochs, LR 1e-6)
+    folds: 5
+  survival:                    # overall survival, the longitudinal paper's six models
+    enabled: true
+    n_estimators: 400          # trees per random survival forest
+    n_bootstrap: 1000          # resamples for the confidence intervals
+    cv: 5                      # folds of the hyper-parameter search on the training centres
+    deep_features: false       # also train the 2.5D deep-feature networks (DL_Pre/Post/Longitudinal)
+    deep_epochs: 10
+    deep_width: 0.25
+"""
+
+
+class StudyFileError(InputError):
+    """A study file with mistakes; ``problems`` lists every one of them."""
+
+    def __init__(self, path, problems: list[str]):
+        self.problems = list(problems)
+        body = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the study file:\n{body}", path)
+
+
+@dataclass
+class StudyConfig:
+    """A validated study file.
+
+    Attributes
+    ----------
+    path : Path
+        The study file.
+    settings : dict
+        Every key of the schema, defaults filled in.
+    manifest : Path
+        The cohort manifest, absolute.
+    """
+
+    path: Path
+    settings: dict
+    manifest: Path
+
+    def task(self, name: str) -> dict:
+        """Settings of a task (``settings["tasks"][name]``)."""
+        return self.settings["tasks"][name]
+
+    @property
+    def enabled_tasks(self) -> list[str]:
+        """Names of the enabled tasks, in schema order."""
+        return [t for t in _SCHEMA["tasks"] if self.settings["tasks"][t]["enabled"]]
+
+
+def write_example(path: str | Path, overwrite: bool = False) -> Path:
+    """Write the commented example study file (``esoct init``).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError("file exists; pass --force to overwrite it", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EXAMPLE)
+    return path
+
+
+def load_study(path: str | Path, check_cohort: bool = True) -> StudyConfig:
+    """Read and validate a study file; every mistake is reported in one error.
+
+    Parameters
+    ----------
+    path : str or Path
+        YAML study file.
+    check_cohort : bool
+        Also load the manifest and check the split against it (test centres present, enough
+        patients per class for the folds, columns the enabled tasks need).
+
+    Returns
+    -------
+    StudyConfig
+
+    Raises
+    ------
+    StudyFileError
+        Listing every problem (unknown key with a suggestion, wrong type, out-of-range value,
+        missing file, impossible split).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("study file not found", path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise StudyFileError(path, [f"not valid YAML: {exc}"]) from exc
+    if raw is None:
+        raw = {}
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise StudyFileError(path, [f"the file must hold a mapping of keys, found a {type(raw).__name__}"])
+    settings = _validate(raw, _SCHEMA, (), problems)
+    manifest = None
+    if settings["cohort"]["manifest"] is None:
+        problems.append("cohort.manifest: missing (the cohort manifest CSV is required)")
+    else:
+        manifest = (path.parent / settings["cohort"]["manifest"]).resolve()
+        if not manifest.is_file():
+            problems.append(f"cohort.manifest: file not found: {manifest}")
+    params = settings["radiomics"]["params"]
+    if params is not None:
+        resolved = (path.parent / params).resolve()
+        if not resolved.is_file():
+            problems.append(f"radiomics.params: file not found: {resolved}")
+        settings["radiomics"]["params"] = str(resolved)
+    settings["cohort"]["test_centers"] = [str(c) for c in settings["cohort"]["test_centers"]]
+    if check_cohort and manifest is not None and manifest.is_file() and not problems:
+        problems += _check_split(manifest, settings)
+    if problems:
+        raise StudyFileError(path, problems)
+    return StudyConfig(path.resolve(), settings, manifest)
+
+
+def _validate(raw: dict, schema: dict, where: tuple, problems: list) -> dict:
+    out = {}
+    for key in raw:
+        if key not in schema:
+            hint = difflib.get_close_matches(str(key), list(schema), n=1)
+            known = f"did you mean {hint[0]!r}?" if hint else f"known keys: {', '.join(schema)}"
+            problems.append(f"{_dotted(where + (key,))}: unknown key ({known})")
+    for key, spec in schema.items():
+        here = where + (key,)
+        value = raw.get(key)
+        if isinstance(spec, dict):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                problems.append(f"{_dotted(here)}: must be a section (mapping), got {type(value).__name__}")
+                value = {}
+            out[key] = _validate(value, spec, here, problems)
+            continue
+        types, default = spec
+        if key not in raw:
+            out[key] = copy.deepcopy(default)
+            continue
+        out[key] = _check_value(value, types, here, problems, default)
+    return out
+
+
+def _check_value(value, types, here: tuple, problems: list, default):
+    types = types if isinstance(types, tuple) else (types,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        problems.append(f"{_dotted(here)}: must be {names}, got {value!r} ({type(value).__name__})")
+        return copy.deepcopy(default)
+    choices = _CHOICES.get(here)
+    if choices is not None:
+        bad = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
+        if bad:
+            problems.append(f"{_dotted(here)}: {bad} not allowed; choose from {sorted(choices)}")
+    minimum = _MINIMUM.get(here)
+    if minimum is not None and value < minimum:
+        problems.append(f"{_dotted(here)}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _check_split(manifest_path: Path, settings: dict) -> list[str]:
+    """Problems of the split against the manifest: unknown test centres, too few patients per class."""
+    from esoct.io.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(manifest_path)
+    except InputError as exc:
+        return [f"cohort.manifest: {exc}"]
+    table = manifest.table[manifest.table["patient_id"].isin(manifest.patients)]
+    problems = []
+    tasks = settings["tasks"]
+    for task, columns in TASK_COLUMNS.items():
+        missing = [c for c in columns if c not in table.columns]
+        if tasks[task]["enabled"] and missing:
+            problems.append(f"tasks.{task}: the manifest lacks the column(s) {missing}")
+    centres = sorted(table["center"].astype(str).unique())
+    test = settings["cohort"]["test_centers"]
+    unknown = sorted(set(test) - set(centres))
+    if unknown:
+        problems.append(f"cohort.test_centers: {unknown} not in the manifest's centres {centres}")
+    elif tasks["survival"]["enabled"] and (not test or set(test) == set(centres)):
+        problems.append(f"cohort.test_centers: the survival task needs an external test centre and at least one "
+                        f"training centre; the manifest has {centres}")
+    if tasks["tstage_binary"]["enabled"] and "pT" in table.columns:
+        folds = tasks["tstage_binary"]["folds"]
+        groups = table["pT"].astype(str).str.upper().str.extract(r"T([1-4])")[0].map(
+            {"1": "T1-2", "2": "T1-2", "3": "T3-4", "4": "T3-4"})
+        counts = groups.value_counts()
+        for cls in ("T1-2", "T3-4"):
+            if counts.get(cls, 0) < folds:
+                problems.append(f"tasks.tstage_binary.folds: {folds} folds need at least {folds} patients of {cls}, "
+                                f"the manifest has {counts.get(cls, 0)}")
+    return problems
+
+
+def _dotted(parts: tuple) -> str:
+    return ".".join(str(p) for p in parts)

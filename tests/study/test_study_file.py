@@ -1,0 +1,129 @@
+"""The study file: the example validates, every mistake is reported at once, `esoct init/run` work end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from esoct.cli import main
+from esoct.study.config import EXAMPLE, StudyFileError, load_study, write_example
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from esoct.phantom.cohort import generate_cohort
+
+    root = tmp_path_factory.mktemp("study_cohort")
+    generate_cohort(root / "cohort", 30, seed=4, workers=1, progress=False)
+    return root
+
+
+def _write(root, doc) -> object:
+    path = root / "study.yaml"
+    path.write_text(yaml.safe_dump(doc) if isinstance(doc, dict) else doc)
+    return path
+
+
+def test_the_example_is_valid_and_fills_defaults(cohort):
+    manifest = pd.read_csv(cohort / "cohort" / "manifest.csv")
+    text = EXAMPLE.replace("test_centers: [C]", f"test_centers: [{sorted(manifest['center'].unique())[-1]}]")
+    config = load_study(_write(cohort, text))
+    assert config.enabled_tasks == ["tstage_binary", "survival"]
+    assert config.manifest == (cohort / "cohort" / "manifest.csv").resolve()
+    assert config.task("survival")["n_estimators"] == 400 and config.task("tstage_binary")["folds"] == 5
+    minimal = load_study(_write(cohort, {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]}}))
+    assert minimal.settings["seed"] == 0 and minimal.task("tstage_binary")["preset"] == "fast"
+
+
+def test_every_mistake_is_reported_at_once(cohort):
+    doc = {
+        "cohort": {"manifest": "cohort/nowhere.csv", "test_centres": ["C"]},
+        "seed": "zero",
+        "radiomics": {"params": "missing.yaml"},
+        "tasks": {"tstage_binary": {"models": ["resolstm", "vit"], "folds": 1}, "survival": {"n_estimator": 10}},
+    }
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(cohort, doc))
+    problems = err.value.problems
+    expected = [
+        "cohort.test_centres: unknown key (did you mean 'test_centers'?)",
+        "seed: must be int, got 'zero' (str)",
+        "tasks.tstage_binary.models: ['vit'] not allowed; choose from ['resnet', 'resolstm']",
+        "tasks.tstage_binary.folds: must be at least 2, got 1",
+        "tasks.survival.n_estimator: unknown key (did you mean 'n_estimators'?)",
+    ]
+    for e in expected:
+        assert e in problems, (e, problems)
+    assert any(p.startswith("cohort.manifest: file not found") for p in problems)
+    assert any(p.startswith("radiomics.params: file not found") for p in problems)
+    assert len(problems) == 7
+    assert "7 problem(s)" in str(err.value) and str(cohort / "study.yaml") in str(err.value)
+
+
+def test_impossible_split_is_refused(cohort):
+    manifest = pd.read_csv(cohort / "cohort" / "manifest.csv")
+    doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["Mars"]},
+           "tasks": {"tstage_binary": {"folds": 20}}}
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(cohort, doc))
+    centres = sorted(manifest["center"].astype(str).unique())
+    assert f"cohort.test_centers: ['Mars'] not in the manifest's centres {centres}" in err.value.problems
+    assert any("20 folds need at least 20 patients of T1-2" in p for p in err.value.problems)
+    doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": centres}}
+    with pytest.raises(StudyFileError, match="needs an external test centre and at least one training centre"):
+        load_study(_write(cohort, doc))
+
+
+def test_bad_yaml_and_missing_file(cohort, tmp_path):
+    with pytest.raises(StudyFileError, match="not valid YAML"):
+        load_study(_write(tmp_path, "cohort: [unclosed"))
+    with pytest.raises(Exception, match="study file not found"):
+        load_study(tmp_path / "none.yaml")
+
+
+def test_cli_init_check_and_run_with_a_failing_task(cohort, tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    assert main(["init", str(path)]) == 0
+    assert path.read_text() == EXAMPLE
+    assert main(["init", str(path)]) == 2  # refuses to overwrite
+    write_example(path, overwrite=True)
+    manifest = pd.read_csv(cohort / "cohort" / "manifest.csv")
+    doc = {
+        "seed": 1,
+        "cohort": {"manifest": str(cohort / "cohort" / "manifest.csv"),
+                   "test_centers": [sorted(manifest["center"].astype(str).unique())[-1]]},
+        "radiomics": {"params": str(tmp_path / "params.yaml"), "workers": 1},
+        "tasks": {"tstage_binary": {"enabled": False},
+                  "survival": {"n_estimators": 10, "n_bootstrap": 20, "cv": 2}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "setting": {"binWidth": 25, "label": 1}, "imageType": {"Original": {}},
+        "featureClass": {"firstorder": None, "shape": None}}))
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(path), "--check"]) == 0
+    assert "valid; tasks: survival" in capsys.readouterr().out
+    out = tmp_path / "study"
+    code = main(["run", str(path), "--out", str(out), "-q"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert (out / "study.yaml").read_text() == path.read_text() and (out / "cohort.csv").is_file()
+    metrics = json.loads((out / "results" / "survival" / "metrics.json").read_text())
+    assert metrics["n_test"] > 0 and "survival: ok" in printed
+    # a broken radiomics parameter file: the task fails, is recorded, and the exit code says so
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"featureClass": {"nosuchclass": None}}))
+    code = main(["run", str(path), "--out", str(out), "-q"])
+    assert code == 1
+    assert (out / "results" / "survival" / "error.txt").is_file()
+    assert "survival:" in capsys.readouterr().out
+    assert (out / "results" / "survival" / "table2.csv").is_file()  # what the first run computed is kept
+
+
+def test_cli_reports_study_file_mistakes_with_exit_code_2(cohort, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"cohort": {"manifest": "x.csv"}, "taskz": {}}))
+    assert main(["run", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "taskz: unknown key (did you mean 'tasks'?)" in err and "cohort.manifest: file not found" in err
