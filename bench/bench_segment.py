@@ -9,6 +9,30 @@ on a TITAN X GPU).
 
 Run: ``.venv/bin/python bench/bench_segment.py [--patients 12] [--test 3] [--epochs 30] [--iterations 10]``
 (a few minutes on 2 CPU cores; ``--threads`` sets torch's CPU threads, 1 is fastest on a shared machine).
+
+Trivial tumour baselines (no tumour model), printed beside the network's tumour Dice:
+
+* ``oesophagus (ref)``: call the whole reference oesophagus -- its oesophagus and tumour labels
+  together -- tumour. This is what a method gets that knows the oesophagus perfectly but cannot
+  tell where along it the tumour lies; its Dice is ``2|T| / (|T| + |O|)``.
+* ``oesophagus (net)``: the same with the network's own oesophagus + tumour prediction.
+
+A tumour Dice is only informative when clearly above these.
+
+Presets (``--preset NAME``; any option given explicitly overrides the preset):
+
+* ``quick`` (default): 5 x 4 x 4 mm, patch 24 x 48 x 48, focal loss only, foreground fraction
+  1/3, 300 steps -- a few minutes; a smoke test of the pipeline, the tumour is not learnt.
+* ``tumour``: the phantom's native in-plane resolution (5 x 2 x 2 mm), focal + Dice loss
+  (``--dice-weight 1``), 2/3 of the patches centred on foreground with the tumour drawn
+  ``--tumour-weight 4`` times as often as each other class, 1500 steps
+  (``--epochs 50 --iterations 30``, lr 3e-3): about 10-15 minutes on one CPU thread.
+  The tumour weighting is done in this script by aliasing the tumour's voxel list in
+  ``PatchDataset``'s per-class locations (the data API has no class weights).
+  Measured (12 phantom patients, 9 train / 3 held out, 2-core AMD EPYC, 1 torch thread, another
+  run sharing the machine): training 796 s, inference 9 s per patient; held-out Dice tumour 0.471
+  (baselines 0.187 ref / 0.172 net), aorta 0.934, oesophagus 0.915, pericardium 0.962, lymph node 0.000.
+  The same at 5 x 4 x 4 mm: tumour 0.208. ``quick``: tumour 0.000, 115 s of training.
 """
 
 from __future__ import annotations
@@ -24,6 +48,13 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = {1: "tumour", 2: "aorta", 3: "esophagus", 4: "lymph node", 5: "pericardium"}
+TUMOUR, OESOPHAGUS = 1, 3
+
+PRESETS = {
+    "quick": {},
+    "tumour": {"spacing": (5.0, 2.0, 2.0), "dice_weight": 1.0, "foreground_fraction": 2.0 / 3.0, "tumour_weight": 4,
+               "epochs": 50, "iterations": 30},
+}
 
 
 def machine() -> str:
@@ -49,6 +80,29 @@ def dice(pred: np.ndarray, ref: np.ndarray, label: int) -> float:
     return float(2 * (p & r).sum() / denom) if denom else float("nan")
 
 
+def baselines(pred: np.ndarray, ref: np.ndarray) -> dict:
+    """Tumour Dice of the trivial baselines: the whole oesophagus (oesophagus + tumour labels) called tumour."""
+    truth = ref == TUMOUR
+    out = {}
+    for name, organ in (("oesophagus (ref)", np.isin(ref, (TUMOUR, OESOPHAGUS))), ("oesophagus (net)", np.isin(pred, (TUMOUR, OESOPHAGUS)))):
+        denom = organ.sum() + truth.sum()
+        out[name] = float(2 * (organ & truth).sum() / denom) if denom else float("nan")
+    return out
+
+
+def weight_tumour(dataset, weight: int) -> None:
+    """Draw foreground patch centres on the tumour ``weight`` times as often as on each other class.
+
+    ``PatchDataset`` picks the class of a foreground patch uniformly among the keys of its per-case
+    location lists; adding ``weight - 1`` aliases of the tumour's list (keys that are never labels)
+    biases that draw without touching the labels.
+    """
+    for locations in dataset._locations:
+        if TUMOUR in locations:
+            for k in range(1, int(weight)):
+                locations[1000 + k] = locations[TUMOUR]
+
+
 def normalisation(manifest, patients) -> dict:
     """nnU-Net CT scheme from the training patients' foreground: 0.5/99.5 percentiles, mean, SD (HU)."""
     from esoct.io.imageio import read_image
@@ -66,7 +120,11 @@ def normalisation(manifest, patients) -> dict:
 
 
 def main() -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    preset = pre.parse_known_args()[0].preset
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="named settings (see the docstring)")
     ap.add_argument("--patients", type=int, default=12)
     ap.add_argument("--test", type=int, default=3, help="held-out patients (the last ones)")
     ap.add_argument("--spacing", type=float, nargs=3, default=(5.0, 4.0, 4.0), help="training spacing z y x, mm")
@@ -77,11 +135,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--dice-weight", type=float, default=0.0)
+    ap.add_argument("--foreground-fraction", type=float, default=1.0 / 3.0, help="share of patches centred on foreground")
+    ap.add_argument("--tumour-weight", type=int, default=1, help="foreground patches draw the tumour this many times as often")
     ap.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-paper-patch", action="store_true", help="skip timing the paper-sized network")
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
+    ap.set_defaults(**PRESETS[preset])
     args = ap.parse_args()
 
     import torch
@@ -123,7 +184,9 @@ def main() -> None:
     seed_everything(args.seed)
     net = UNet3D(1, 6, channels=tuple(args.features), strides=strides, deep_supervision=min(4, n_stages - 1))
     data = PatchDataset(cases, tuple(args.patch), args.iterations * args.batch, augmentation=Augmentation(),
-                        background=prep.background, seed=args.seed)
+                        foreground_fraction=args.foreground_fraction, background=prep.background, seed=args.seed)
+    if args.tumour_weight > 1:
+        weight_tumour(data, args.tumour_weight)
     t0 = time.perf_counter()
     trained = train_segmentation(net, data, out / "run", config, preprocessing=prep, resume=False, progress=False)
     result["train_s"] = time.perf_counter() - t0
@@ -141,11 +204,14 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         row = {"patient": pid, "seconds": seconds, "shape": list(image.shape), "removed_components": report.n_removed}
         row.update({name: dice(pred.array, ref, k) for k, name in CLASSES.items()})
+        row["tumour baselines"] = baselines(pred.array, ref)
         rows.append(row)
         print(f"  {pid} {image.shape} predicted in {seconds:.1f} s: "
-              + ", ".join(f"{name} {row[name]:.3f}" for name in CLASSES.values()))
+              + ", ".join(f"{name} {row[name]:.3f}" for name in CLASSES.values())
+              + "; tumour baselines " + ", ".join(f"{k} {v:.3f}" for k, v in row["tumour baselines"].items()))
     result["test"] = rows
     result["mean_dice"] = {name: float(np.nanmean([r[name] for r in rows])) for name in CLASSES.values()}
+    result["mean_tumour_baselines"] = {k: float(np.nanmean([r["tumour baselines"][k] for r in rows])) for k in rows[0]["tumour baselines"]}
     result["predict_s_per_patient"] = float(np.mean([r["seconds"] for r in rows]))
 
     if not args.no_paper_patch:
@@ -161,6 +227,8 @@ def main() -> None:
     print("\nper-class Dice on the held-out patients (mean):")
     for name, v in result["mean_dice"].items():
         print(f"  {name:12s} {v:.3f}")
+    for name, v in result["mean_tumour_baselines"].items():
+        print(f"  tumour baseline, whole {name}: {v:.3f}")
     print(f"wall times: phantom {result['generate_s']:.1f} s, preprocessing {result['preprocess_s']:.1f} s, "
           f"training {result['train_s']:.1f} s, inference {result['predict_s_per_patient']:.1f} s per patient")
     if "paper_net_forward_128x64x64_ms" in result:
