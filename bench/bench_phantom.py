@@ -30,6 +30,14 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
+def torch_machine() -> str:
+    """:func:`machine` plus the GPU (or "no GPU"), the torch version and its thread count."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{machine()}, {gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
 def volume_only_auc(n: int, seed: int) -> tuple[float, dict]:
     """AUC of pre-treatment tumour volume for T3-4 vs T1-2, from rendered tumour masks."""
     from sklearn.metrics import roc_auc_score

@@ -39,13 +39,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_phantom import torch_machine  # noqa: E402
 
 CLASSES = {1: "tumour", 2: "aorta", 3: "esophagus", 4: "lymph node", 5: "pericardium"}
 TUMOUR, OESOPHAGUS = 1, 3
@@ -58,19 +60,7 @@ PRESETS = {
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {gpu}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}, torch threads {torch.get_num_threads()}")
+    return torch_machine()
 
 
 def dice(pred: np.ndarray, ref: np.ndarray, label: int) -> float:
