@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -34,10 +34,14 @@ $(NNSTAMP): $(STAMP)
 
 install: $(STAMP)
 
+# Debian's chromium renders the HTML report in its browser test (tests/report/test_report_browser.py).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the browser test of the report will skip"
+
 demo: $(STAMP)
 	$(VENV)/bin/esoct demo --out $(DEMO_DIR)
 
-test: $(STAMP) $(NNSTAMP)
+test: $(STAMP) $(NNSTAMP) browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the check found problems or some patients failed;
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -88,11 +89,21 @@ def _cmd_run(args) -> int:
     if args.check:
         print(f"{args.study}: valid; tasks: {', '.join(config.enabled_tasks) or 'none'}")
         return EXIT_OK
-    run = run_study(config, args.out, progress=not args.quiet)
+    run = run_study(config, args.out, progress=not args.quiet, scheduler=args.scheduler)
     for task, status in run.status.items():
-        print(f"{task}: {status} ({run.seconds[task]:.0f} s)")
+        failed = run.failed_patients.get(task) or []
+        note = f"; {len(failed)} patient(s) failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else ""
+        print(f"{task}: {status} ({run.seconds[task]:.0f} s{note})")
+    if args.report:
+        from esoct.report.html import write_report
+
+        print(f"report: {write_report(run.out)}")
     print(f"study directory: {run.out}")
     return EXIT_OK if run.ok else EXIT_PROBLEMS
+
+
+#: Modules that add their own sub-commands through ``register(subparsers)``.
+_COMMAND_MODULES = ("esoct.report.command", "esoct.bundle.command")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_roi)
 
-    s = sub.add_parser("demo", help="run the demo on a built-in phantom cohort",
-                       description="Generate a phantom cohort, check it, extract ROIs and write an HTML page.")
+    s = sub.add_parser("demo", help="run the whole study on a built-in phantom cohort and write its report",
+                       description="Generate a phantom cohort (three centres), check it, run every task of a "
+                                   "CPU-sized study (centre C as the external test cohort) and write report.html.")
     s.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    s.add_argument("--patients", type=int, default=24)
+    s.add_argument("--patients", type=int, default=60, help="phantom patients (default 60; at least about 50 so that "
+                                                             "every T stage has a patient per fold)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_demo)
@@ -161,8 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("study", help="YAML study file (see esoct init)")
     s.add_argument("--out", default="study", help="study directory (default ./study)")
     s.add_argument("--check", action="store_true", help="only validate the study file and the split")
+    s.add_argument("--scheduler", default=None,
+                   help='Dask scheduler for the cohort-wide stages: "local" or an address such as tcp://host:8786 '
+                        "(default: the study file's scale.scheduler; none: local processes)")
+    s.add_argument("--report", action="store_true", help="also write report.html into the study directory")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_run)
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

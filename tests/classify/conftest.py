@@ -52,10 +52,3 @@ def blob_task():
     return _blob_task
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny nets on a shared machine run far faster than with contended threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

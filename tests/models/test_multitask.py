@@ -22,15 +22,6 @@ def encoder(residual: bool = True) -> UNetEncoder:
     return UNetEncoder(1, CHANNELS, (1, (2, 2, 2), (2, 2, 2)), 3, residual=residual)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny nets on a shared machine run far faster than with contended threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def seg_encoder():
     torch.manual_seed(1)

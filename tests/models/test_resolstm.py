@@ -7,15 +7,6 @@ from esoct.models.backbones import resnet18_2d  # noqa: E402
 from esoct.models.resolstm import ResNetSliceClassifier, ResoLSTMDepth, build_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread: deterministic and fast on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _padded_batch(lengths, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(len(lengths), max(lengths), 1, size, size, generator=g)

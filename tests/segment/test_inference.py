@@ -19,14 +19,6 @@ from esoct.segment.inference import (  # noqa: E402
 PREP = Preprocessing((2.0, 1.5, 1.5), -200.0, 400.0, 100.0, 100.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Identity(nn.Module):
     def forward(self, x):
         return x

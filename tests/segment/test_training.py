@@ -19,14 +19,6 @@ PREP = Preprocessing((2.0, 2.0, 2.0), -100.0, 300.0, 50.0, 100.0)
 PATCH = (16, 32, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sphere_volume(seed=0, shape=(24, 32, 32)):
     """A bright ellipsoid (class 1, +200 HU) in noise (SD 30 HU), 2 mm voxels."""
     rng = np.random.default_rng(seed)

@@ -6,14 +6,6 @@ from esoct.errors import InputError  # noqa: E402
 from esoct.models.unet3d import PlainBlock, ResidualBlock, UNet3D  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw):
     torch.manual_seed(0)
     args = dict(channels=(4, 8, 8, 16, 16), strides=(1, (1, 2, 2), 2, 2, (1, 2, 2)))

@@ -70,3 +70,16 @@ def test_binary_selectors_reject_a_non_binary_target():
         LassoLogisticSelector().fit(X, np.arange(30) % 3)
     with pytest.raises(InputError, match=r"n_features must lie in \[1, 40\]"):
         RandomForestSelector(n_features=50).fit(X, np.arange(30) % 2)
+
+
+def test_lasso_logistic_relaxes_the_penalty_rather_than_keep_nothing():
+    # pure noise: the cross-validated C keeps no feature at all without the floor
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(40, 6)), columns=[f"f{i}" for i in range(6)])
+    y = np.tile([0, 1], 20)
+    empty = LassoLogisticSelector(Cs=[1e-3, 1e-2, 1e2], cv=3, min_features=0).fit(X, y)
+    kept = LassoLogisticSelector(Cs=[1e-3, 1e-2, 1e2], cv=3).fit(X, y)
+    assert empty.support_.sum() == 0 and empty.C_ < 1
+    assert kept.support_.sum() >= 1 and kept.C_ == 1e2
+    fixed = LassoLogisticSelector(C=1e-3).fit(X, y)
+    assert fixed.support_.sum() == 0 and fixed.C_ == 1e-3

@@ -30,11 +30,14 @@ def _write(root, doc) -> object:
 def test_the_example_is_valid_and_fills_defaults(cohort):
     manifest = pd.read_csv(cohort / "cohort" / "manifest.csv")
     text = EXAMPLE.replace("test_centers: [C]", f"test_centers: [{sorted(manifest['center'].unique())[-1]}]")
+    text = text.replace("folds: 5\n    epochs: 15", "folds: 2\n    epochs: 15")  # 30 patients: two T4
     config = load_study(_write(cohort, text))
-    assert config.enabled_tasks == ["tstage_binary", "survival"]
+    assert config.enabled_tasks == ["segmentation", "tstage_binary", "tstage_4class", "lnm", "survival"]
+    assert config.task("tstage_4class")["krt_size"] == [32, 32, 32] and config.settings["scale"]["scheduler"] is None
     assert config.manifest == (cohort / "cohort" / "manifest.csv").resolve()
     assert config.task("survival")["n_estimators"] == 400 and config.task("tstage_binary")["folds"] == 5
-    minimal = load_study(_write(cohort, {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]}}))
+    minimal = load_study(_write(cohort, {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]},
+                                         "tasks": {"tstage_4class": {"folds": 2}}}))
     assert minimal.settings["seed"] == 0 and minimal.task("tstage_binary")["preset"] == "fast"
 
 
@@ -66,13 +69,17 @@ def test_every_mistake_is_reported_at_once(cohort):
 def test_impossible_split_is_refused(cohort):
     manifest = pd.read_csv(cohort / "cohort" / "manifest.csv")
     doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["Mars"]},
-           "tasks": {"tstage_binary": {"folds": 20}}}
+           "tasks": {"tstage_binary": {"folds": 20}, "tstage_4class": {"folds": 2, "krt_size": [32, 0]}}}
     with pytest.raises(StudyFileError) as err:
         load_study(_write(cohort, doc))
     centres = sorted(manifest["center"].astype(str).unique())
     assert f"cohort.test_centers: ['Mars'] not in the manifest's centres {centres}" in err.value.problems
     assert any("20 folds need at least 20 patients of T1-2" in p for p in err.value.problems)
-    doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": centres}}
+    assert "tasks.tstage_4class.krt_size: must be three positive numbers (z, y, x), got [32, 0]" in err.value.problems
+    doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": centres},
+           "tasks": {"tstage_4class": {"folds": 6}}}
+    with pytest.raises(StudyFileError, match="6 folds need at least 6 patients of T4"):
+        load_study(_write(cohort, doc))
     with pytest.raises(StudyFileError, match="needs an external test centre and at least one training centre"):
         load_study(_write(cohort, doc))
 
@@ -96,7 +103,8 @@ def test_cli_init_check_and_run_with_a_failing_task(cohort, tmp_path, capsys):
         "cohort": {"manifest": str(cohort / "cohort" / "manifest.csv"),
                    "test_centers": [sorted(manifest["center"].astype(str).unique())[-1]]},
         "radiomics": {"params": str(tmp_path / "params.yaml"), "workers": 1},
-        "tasks": {"tstage_binary": {"enabled": False},
+        "tasks": {"tstage_binary": {"enabled": False}, "segmentation": {"enabled": False},
+                  "tstage_4class": {"enabled": False}, "lnm": {"enabled": False},
                   "survival": {"n_estimators": 10, "n_bootstrap": 20, "cv": 2}},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
@@ -105,6 +113,7 @@ def test_cli_init_check_and_run_with_a_failing_task(cohort, tmp_path, capsys):
     path.write_text(yaml.safe_dump(doc))
     assert main(["run", str(path), "--check"]) == 0
     assert "valid; tasks: survival" in capsys.readouterr().out
+    assert main(["run", str(path), "--check", "--scheduler", "local"]) == 0
     out = tmp_path / "study"
     code = main(["run", str(path), "--out", str(out), "-q"])
     printed = capsys.readouterr().out
@@ -118,7 +127,9 @@ def test_cli_init_check_and_run_with_a_failing_task(cohort, tmp_path, capsys):
     assert code == 1
     assert (out / "results" / "survival" / "error.txt").is_file()
     assert "survival:" in capsys.readouterr().out
-    assert (out / "results" / "survival" / "table2.csv").is_file()  # what the first run computed is kept
+    # what the first run computed is kept, set aside because it belongs to the old settings
+    assert (out / "previous" / "survival" / "results" / "table2.csv").is_file()
+    assert not (out / "results" / "survival" / "table2.csv").exists()
 
 
 def test_cli_reports_study_file_mistakes_with_exit_code_2(cohort, tmp_path, capsys):

@@ -35,16 +35,6 @@ def blobs():
     return blob_sequences
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread in every test: deterministic for a fixed count, and fast on a shared machine."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="session")
 def blob_model(tmp_path_factory):
     """A ResoLSTM-Depth trained with the ``fast`` preset (tiny width) on the blob task, its

@@ -237,17 +237,15 @@ def _run_local(tasks: list[dict], params: dict, workers: int):
 
 
 def _run_dask(tasks: list[dict], params: dict, scheduler):
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    try:
+    from esoct.scale.dask import dask_client
+
+    with dask_client(scheduler) as client:  # "local", an address, or a client (left open)
         futures = client.map(run_task, tasks, params=params, pure=False)
         by_key = {f.key: t for f, t in zip(futures, tasks)}
         for future in as_completed(futures):
             yield _result_or_failure(future, by_key[future.key])
-    finally:
-        if client is not scheduler:
-            client.close()
 
 
 def _mp_context():

@@ -561,9 +561,9 @@ def plot_calibration(
         ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE_GREY, lw=1, label="Ideal")
         for i, (name, table) in enumerate(bins.items()):
             color = PALETTE[i % len(PALETTE)]
-            err = None if len(bins) > 1 else [table.fraction_positive - table.ci_low, table.ci_high - table.fraction_positive]
+            err = None if len(bins) > 1 else np.clip([table.fraction_positive - table.ci_low, table.ci_high - table.fraction_positive], 0, None)  # Wilson bounds can miss 0/1 by rounding
             ax.errorbar(table.mean_predicted, table.fraction_positive, yerr=err, marker="o", ms=5, color=color,
-                        capsize=2.5, lw=1.6, elinewidth=0.9, label=f"{name} (Brier = {brier[name]:.3f})" + ("; bars: 95 % CI" if err else ""))
+                        capsize=2.5, lw=1.6, elinewidth=0.9, label=f"{name} (Brier = {brier[name]:.3f})" + ("; bars: 95 % CI" if err is not None else ""))
             hist_ax.hist(_vector(models[name], name), bins=np.linspace(0, 1, 41), color=color,
                          histtype="stepfilled" if len(bins) == 1 else "step", alpha=0.6 if len(bins) == 1 else 1, lw=1.2)
         ax.set_xlim(-0.01, 1.01)

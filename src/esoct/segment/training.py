@@ -12,6 +12,11 @@
   scaler, random states, history and what inference needs), ``history.json`` and a line in
   ``train.log``. Calling again with the same folder resumes after the last complete epoch and
   ends with the same weights as an uninterrupted run (patches depend only on seed, epoch, index).
+* under ``torchrun`` (a process group initialised, e.g. by
+  :func:`esoct.train.distributed.init_distributed`, with several processes) the network is
+  wrapped in DistributedDataParallel: each rank draws its own patches (sampling seed
+  ``dataset.seed + rank``), gradients are averaged, and only rank 0 writes the checkpoint,
+  ``history.json`` and ``train.log`` and shows progress. See ``docs/scale_out.md``.
 
 :func:`train_cascade` is the optional low-res -> full-res cascade (nnU-Net, nn-TransEC Fig. 5).
 """
@@ -177,26 +182,54 @@ def train_segmentation(
     preprocessing : Preprocessing
         The spacing and normalisation the dataset's cases were made with (stored for inference).
     resume : bool
-        Continue from ``out_dir/checkpoint.pt`` when it exists (else it is overwritten).
+        Continue from ``out_dir/checkpoint.pt`` when it exists (else it is overwritten). Under
+        DDP every rank loads the same checkpoint; ``out_dir`` must be on a file system all
+        ranks see.
     progress : bool
-        A progress bar per epoch with the running loss.
+        A progress bar per epoch with the running loss (rank 0 only under DDP).
     on_epoch_end : callable, optional
         ``on_epoch_end(epoch, history)`` after each epoch's checkpoint (validation, early stop
-        by raising...).
+        by raising...). Called on every rank under DDP (raise on all ranks or none).
 
     Returns
     -------
     TrainingResult
+        ``history`` losses are averaged over the ranks under DDP; ``segmenter.model`` is the
+        unwrapped network (its ``state_dict`` has no ``module.`` prefix).
 
     Raises
     ------
     InputError
         A checkpoint in ``out_dir`` that was made with other settings, or a corrupt one.
     """
+    from esoct.train import distributed as ddp
+
+    rank_info = ddp.current()
+    if not rank_info.distributed:
+        return _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info)
+    base_seed = dataset.seed
+    dataset.seed = ddp.shard_seed(base_seed, rank_info)  # each rank draws its own patches
+    try:
+        return _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info)
+    finally:
+        dataset.seed = base_seed
+
+
+def _null_logger() -> logging.Logger:
+    log = logging.getLogger("esoct.segment.training.nonmain")
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+    return log
+
+
+def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info) -> TrainingResult:
+    """The loop of :func:`train_segmentation`; ``rank_info`` says which rank this is (world size 1: plain)."""
     from tqdm.auto import tqdm
 
     from esoct.train.checkpoint import load_checkpoint, save_checkpoint
     from esoct.train.device import pick_device, seed_everything
+    from esoct.train.distributed import barrier, mean_over_ranks, wrap_model
     from esoct.train.losses import DeepSupervisionLoss, SegmentationLoss
 
     config = config or TrainingConfig()
@@ -204,6 +237,8 @@ def train_segmentation(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / CHECKPOINT
     device = pick_device(config.device)
+    if rank_info.distributed and device.type == "cuda":
+        device = rank_info.device  # one GPU per rank: cuda:<LOCAL_RANK>
     use_amp = bool(config.amp and device.type == "cuda")
     n_classes = int(getattr(model, "n_classes", 0) or model.config["n_classes"])
     divisor = getattr(model, "size_divisor", (1, 1, 1))
@@ -223,19 +258,21 @@ def train_segmentation(
 
     history: list = []
     start = 0
+    barrier()  # every rank sees the same checkpoint (or none)
     if resume and ckpt.is_file():
         try:
             saved_extra = torch.load(ckpt, map_location="cpu", weights_only=False).get("extra", {})
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"corrupt checkpoint ({type(exc).__name__}); delete it to start again", ckpt) from exc
         _check_resume(saved_extra, seg_meta, config, ckpt)
-        info = load_checkpoint(ckpt, model, optimizer, scheduler, map_location="cpu")  # RNG states must stay on the CPU
-        start = info["epoch"]
-        history = list(info["extra"].get("history", []))
-        if info["extra"].get("scaler"):
-            scaler.load_state_dict(info["extra"]["scaler"])
+        saved = load_checkpoint(ckpt, model, optimizer, scheduler, map_location="cpu")  # RNG states must stay on the CPU
+        start = saved["epoch"]
+        history = list(saved["extra"].get("history", []))
+        if saved["extra"].get("scaler"):
+            scaler.load_state_dict(saved["extra"]["scaler"])
 
-    log, handler = _file_logger(out_dir / "train.log")
+    net = wrap_model(model, rank_info)  # DDP under torchrun (broadcasts rank 0's weights), else the model itself
+    log, handler = _file_logger(out_dir / "train.log") if rank_info.is_main else (_null_logger(), None)
     try:
         if start == 0:
             n_params = sum(p.numel() for p in model.parameters())
@@ -251,16 +288,17 @@ def train_segmentation(
                 dataset, batch_size=config.batch_size, sampler=range(n_samples), num_workers=config.num_workers,
                 pin_memory=device.type == "cuda",
             )
-            model.train()
+            net.train()
             lr = optimizer.param_groups[0]["lr"]
             total, steps = 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", disable=not progress, leave=False)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", disable=not (progress and rank_info.is_main),
+                       leave=False)
             for batch in bar:
                 x = batch["image"].to(device, non_blocking=True)
                 y = batch["label"].to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    outputs = model(x)
+                    outputs = net(x)
                 loss = criterion(outputs, y)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {steps + 1}; lower the learning rate")
@@ -274,17 +312,21 @@ def train_segmentation(
                 bar.set_postfix(loss=f"{total / steps:.4f}")
             bar.close()
             scheduler.step()
-            entry = {"epoch": epoch + 1, "loss": total / max(steps, 1), "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
+            loss_mean = mean_over_ranks(total / max(steps, 1), rank_info)
+            entry = {"epoch": epoch + 1, "loss": loss_mean, "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
             history.append(entry)
-            extra = {"history": history, "segmenter": seg_meta, "training": asdict(config), "scaler": scaler.state_dict()}
-            save_checkpoint(ckpt, model, optimizer, scheduler, epoch=epoch + 1, extra=extra)
-            (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+            if rank_info.is_main:  # the unwrapped model: no "module." prefix in the checkpoint
+                extra = {"history": history, "segmenter": seg_meta, "training": asdict(config), "scaler": scaler.state_dict()}
+                save_checkpoint(ckpt, model, optimizer, scheduler, epoch=epoch + 1, extra=extra)
+                (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
             log.info("epoch %d/%d loss %.5f lr %.3g %.1f s", epoch + 1, config.epochs, entry["loss"], lr, entry["seconds"])
+            barrier()  # the checkpoint is complete before any rank goes on
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
     model.eval()
     return TrainingResult(segmenter, history, ckpt, start)
 

@@ -56,7 +56,8 @@ class LassoLogisticSelector(SelectorMixin, BaseEstimator):
     among ``Cs`` by stratified k-fold cross-validated AUC (standardisation refitted in
     each fold; ties: the smaller ``C``, i.e. fewer features), then the model is refitted
     on all the data ``fit`` was given. On uninformative data the chosen ``C`` may keep
-    no feature at all: pass ``C`` to fix the penalty instead.
+    no feature at all; with ``min_features`` (default 1) the penalty is then relaxed to the next
+    larger candidate ``C`` until that many features are kept (``C_`` reports the one used); a fixed ``C`` is never relaxed.
 
     Parameters
     ----------
@@ -69,6 +70,8 @@ class LassoLogisticSelector(SelectorMixin, BaseEstimator):
     random_state : int, default 0
         Seed of the folds and the solver.
     max_iter : int, default 1000
+    min_features : int, default 1
+        Fewest features to keep; 0 allows an empty selection.
 
     Attributes
     ----------
@@ -89,12 +92,14 @@ class LassoLogisticSelector(SelectorMixin, BaseEstimator):
        J R Stat Soc B. 1996;58(1):267-288.
     """
 
-    def __init__(self, Cs=20, C: float | None = None, cv: int = 5, random_state: int = 0, max_iter: int = 1000):
+    def __init__(self, Cs=20, C: float | None = None, cv: int = 5, random_state: int = 0, max_iter: int = 1000,
+                 min_features: int = 1):
         self.Cs = Cs
         self.C = C
         self.cv = cv
         self.random_state = random_state
         self.max_iter = max_iter
+        self.min_features = min_features
 
     def fit(self, X, y):
         """Choose ``C`` (unless fixed), fit, and keep the non-zero coefficients.
@@ -114,8 +119,13 @@ class LassoLogisticSelector(SelectorMixin, BaseEstimator):
         candidates = self._candidates()
         self.cv_scores_ = np.array([]) if self.C is not None else self._cross_validated_auc(values, target, candidates)
         self.C_ = float(self.C) if self.C is not None else float(candidates[int(np.argmax(self.cv_scores_))])
-        model = _l1_logistic(self.C_, self.random_state, self.max_iter)
-        model.fit(StandardScaler().fit_transform(values), target)
+        scaled = StandardScaler().fit_transform(values)
+        larger = [float(c) for c in candidates if c > self.C_] if self.C is None else []
+        while True:
+            model = _l1_logistic(self.C_, self.random_state, self.max_iter).fit(scaled, target)
+            if np.count_nonzero(model.coef_) >= min(self.min_features, values.shape[1]) or not larger:
+                break
+            self.C_ = larger.pop(0)  # relax the penalty until enough features survive
         self.coef_ = model.coef_.ravel()
         self.scores_ = np.abs(self.coef_)
         self.support_ = self.coef_ != 0

@@ -336,8 +336,13 @@ class LassoCoxSelector(SelectorMixin, BaseEstimator):
         except (ArithmeticError, ValueError):
             return out
         risks = scaler.transform(values[test]) @ model.coef_
+        from sksurv.exceptions import NoComparablePairException
+
         for k in range(risks.shape[1]):
-            out[k] = concordance_index_censored(event, time, risks[:, k])[0]
+            try:
+                out[k] = concordance_index_censored(event, time, risks[:, k])[0]
+            except NoComparablePairException:  # a small fold without comparable pairs scores nothing
+                return out
         return out
 
     def _get_support_mask(self):

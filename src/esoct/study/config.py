@@ -19,7 +19,8 @@ import yaml
 from esoct.errors import InputError
 
 #: Tasks esoct runs and the manifest columns each needs.
-TASK_COLUMNS = {"tstage_binary": ("pT",), "survival": ("os_months", "os_event", "age", "stage")}
+TASK_COLUMNS = {"segmentation": (), "tstage_binary": ("pT",), "tstage_4class": ("pT",), "lnm": ("lnm",),
+                "survival": ("os_months", "os_event", "age", "stage")}
 
 # Schema: key -> (type(s), default). A dict value is a nested section.
 _SCHEMA = {
@@ -33,11 +34,34 @@ _SCHEMA = {
         "params": ((str, type(None)), None),
         "workers": ((int, type(None)), None),
     },
+    "scale": {
+        "scheduler": ((str, type(None)), None),
+    },
     "tasks": {
+        "segmentation": {
+            "enabled": (bool, True),
+            "spacing": (list, [5.0, 4.0, 4.0]),
+            "patch": (list, [24, 48, 48]),
+            "epochs": (int, 30),
+            "iterations": (int, 10),
+            "max_train_patients": (int, 16),
+        },
         "tstage_binary": {
             "enabled": (bool, True),
             "models": (list, ["resolstm", "resnet"]),
             "preset": (str, "fast"),
+            "folds": (int, 5),
+        },
+        "tstage_4class": {
+            "enabled": (bool, True),
+            "folds": (int, 5),
+            "epochs": (int, 15),
+            "krt_size": (list, [32, 32, 32]),
+            "krt_spacing": (list, [4.0, 2.0, 2.0]),
+            "viewer_cases": (int, 4),
+        },
+        "lnm": {
+            "enabled": (bool, True),
             "folds": (int, 5),
         },
         "survival": {
@@ -57,6 +81,13 @@ _CHOICES = {
     ("tasks", "tstage_binary", "preset"): {"fast", "paper"},
 }
 _MINIMUM = {
+    ("tasks", "segmentation", "epochs"): 1,
+    ("tasks", "segmentation", "iterations"): 1,
+    ("tasks", "segmentation", "max_train_patients"): 2,
+    ("tasks", "tstage_4class", "folds"): 2,
+    ("tasks", "tstage_4class", "epochs"): 1,
+    ("tasks", "tstage_4class", "viewer_cases"): 0,
+    ("tasks", "lnm", "folds"): 2,
     ("tasks", "tstage_binary", "folds"): 2,
     ("tasks", "survival", "n_estimators"): 1,
     ("tasks", "survival", "n_bootstrap"): 1,
@@ -78,11 +109,32 @@ radiomics:
   params: null                 # a PyRadiomics parameter file; null = the longitudinal paper's set
   workers: null                # local processes (null: one per CPU)
 
+scale:
+  scheduler: null              # null: local processes; "local": a Dask LocalCluster; "tcp://host:8786": that cluster
+                               # (`esoct run --scheduler ADDRESS` overrides it)
+
 tasks:
+  segmentation:                # 3D U-Net (nn-TransEC): trained on the training centres, scored on the test centres
+    enabled: true
+    spacing: [5.0, 4.0, 4.0]   # training spacing z, y, x in mm (CPU-sized; the paper plans about 5 x 0.8 x 0.8)
+    patch: [24, 48, 48]        # patch z, y, x in voxels
+    epochs: 30
+    iterations: 10             # optimiser steps per epoch
+    max_train_patients: 16
   tstage_binary:               # T1-2 vs T3-4 from 2D ROI sequences (ResoLSTM-Depth paper)
     enabled: true
     models: [resolstm, resnet]
     preset: fast               # fast (CPU, minutes) or paper (150 epochs, LR 1e-6)
+    folds: 5
+  tstage_4class:               # T1..T4 from the KRT crop around the tumour (nn-TransEC classifier)
+    enabled: true
+    folds: 5
+    epochs: 15
+    krt_size: [32, 32, 32]     # KRT box z, y, x in voxels
+    krt_spacing: [4.0, 2.0, 2.0]   # its spacing in mm (128 x 64 x 64 mm)
+    viewer_cases: 4            # patients shown in the report's case viewer with their Grad-CAM
+  lnm:                         # lymph-node metastasis from the tumour's baseline radiomics
+    enabled: true
     folds: 5
   survival:                    # overall survival, the longitudinal paper's six models
     enabled: true
@@ -255,6 +307,8 @@ def _check_value(value, types, here: tuple, problems: list, default):
 
 def _check_split(manifest_path: Path, settings: dict) -> list[str]:
     """Problems of the split against the manifest: unknown test centres, too few patients per class."""
+    import pandas as pd
+
     from esoct.io.manifest import load_manifest
 
     try:
@@ -276,6 +330,26 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
     elif tasks["survival"]["enabled"] and (not test or set(test) == set(centres)):
         problems.append(f"cohort.test_centers: the survival task needs an external test centre and at least one "
                         f"training centre; the manifest has {centres}")
+    if tasks["tstage_4class"]["enabled"] and "pT" in table.columns:
+        folds = tasks["tstage_4class"]["folds"]
+        counts = table["pT"].astype(str).str.upper().str.extract(r"(T[1-4])")[0].value_counts()
+        for cls in ("T1", "T2", "T3", "T4"):
+            if counts.get(cls, 0) < folds:
+                problems.append(f"tasks.tstage_4class.folds: {folds} folds need at least {folds} patients of {cls}, "
+                                f"the manifest has {counts.get(cls, 0)}")
+    if tasks["lnm"]["enabled"] and "lnm" in table.columns:
+        folds = tasks["lnm"]["folds"]
+        train = table[~table["center"].astype(str).isin(test)]
+        counts = pd.to_numeric(train["lnm"], errors="coerce").value_counts()
+        for cls in (0, 1):
+            if counts.get(cls, 0) < folds:
+                problems.append(f"tasks.lnm.folds: {folds} folds need at least {folds} training-centre patients with "
+                                f"lnm = {cls}, the manifest has {counts.get(cls, 0)}")
+    for key, n in (("segmentation", "spacing"), ("segmentation", "patch"), ("tstage_4class", "krt_size"),
+                   ("tstage_4class", "krt_spacing")):
+        value = tasks[key][n]
+        if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value):
+            problems.append(f"tasks.{key}.{n}: must be three positive numbers (z, y, x), got {value!r}")
     if tasks["tstage_binary"]["enabled"] and "pT" in table.columns:
         folds = tasks["tstage_binary"]["folds"]
         groups = table["pT"].astype(str).str.upper().str.extract(r"T([1-4])")[0].map(

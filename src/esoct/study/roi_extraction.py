@@ -13,10 +13,12 @@ Outputs in ``out`` for patient ``<id>`` and time point ``<tp>``:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from esoct.errors import InputError
 from esoct.io.imageio import read_image, write_image
 from esoct.io.manifest import load_manifest
 from esoct.study.runner import CohortRun, run_per_patient
@@ -43,6 +45,8 @@ def extract_cohort_rois(
     timepoint: str = "pre",
     krt_spacing=(1.0, 1.0, 1.0),
     progress: bool = True,
+    scheduler=None,
+    workers: int | None = None,
 ) -> CohortRun:
     """Extract ROIs for every patient in a manifest, resuming and recording failures.
 
@@ -58,6 +62,11 @@ def extract_cohort_rois(
     krt_spacing : tuple of float
         Spacing (z, y, x) mm of the KRT box.
     progress : bool
+    scheduler : None, "local", str or distributed.Client, optional
+        Run the patients on Dask (see :func:`esoct.study.runner.run_per_patient`); the workers
+        must see the manifest's files and ``out``. None: one after the other in this process.
+    workers : int, optional
+        Worker processes of a local Dask cluster.
 
     Returns
     -------
@@ -65,8 +74,6 @@ def extract_cohort_rois(
         ``results`` hold one summary dict per patient; written to ``roi_summary.csv``.
     """
     import pandas as pd
-
-    from esoct.preprocess.roi import krt_inputs, longitudinal_inputs, resolstm_inputs
 
     kinds = tuple(kinds)
     unknown = set(kinds) - set(KINDS)
@@ -76,34 +83,7 @@ def extract_cohort_rois(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def work(pid: str) -> dict:
-        img_path = manifest.resolve(pid, f"image_{timepoint}")
-        msk_path = manifest.resolve(pid, f"mask_{timepoint}")
-        if img_path is None or msk_path is None:
-            from esoct.errors import InputError
-
-            raise InputError(f"no image_{timepoint}/mask_{timepoint} in the manifest", manifest.path, pid)
-        image = read_image(img_path, patient=pid)
-        mask = read_image(msk_path, patient=pid)
-        row = {"patient_id": pid, "timepoint": timepoint}
-        if "slices" in kinds:
-            seq = resolstm_inputs(image, mask, patient=pid)
-            np.savez_compressed(out / f"{pid}_{timepoint}_slices.npz", images=seq.images.astype(np.float32),
-                                masks=seq.masks, slice_index=seq.slice_index, z_mm=seq.z_mm)
-            row["n_slices"] = int(len(seq.slice_index))
-        if "slab" in kinds:
-            slab = longitudinal_inputs(image, mask, patient=pid)
-            np.savez_compressed(out / f"{pid}_{timepoint}_slab.npz", channels=slab.channels.astype(np.float32),
-                                masks=slab.masks, slice_index=slab.slice_index)
-            row["slab_center_index"] = int(slab.center_index)
-        if "krt" in kinds:
-            box = krt_inputs(image, mask, spacing_zyx=krt_spacing, patient=pid)
-            write_image(box.image, out / f"{pid}_{timepoint}_krt_image.nii.gz")
-            write_image(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
-            row["krt_tumour_inside"] = bool(box.tumour_inside)
-            row["krt_fraction_inside"] = round(float(box.fraction_inside), 4)
-        return row
-
+    work = partial(_extract_patient, manifest=manifest, out=out, kinds=kinds, timepoint=timepoint, krt_spacing=krt_spacing)
     run = run_per_patient(
         manifest.patients,
         work,
@@ -111,6 +91,8 @@ def extract_cohort_rois(
         failures_csv=out / "failures.csv",
         desc=f"ROIs ({', '.join(kinds)})",
         progress=progress,
+        scheduler=scheduler,
+        workers=workers,
     )
     summary = out / "roi_summary.csv"
     previous = pd.read_csv(summary, dtype={"patient_id": str}) if summary.exists() else pd.DataFrame()
@@ -121,3 +103,33 @@ def extract_cohort_rois(
     if not table.empty:
         table.sort_values("patient_id").to_csv(summary, index=False)
     return run
+
+
+def _extract_patient(pid: str, *, manifest, out: Path, kinds: tuple, timepoint: str, krt_spacing) -> dict:
+    """Write one patient's ROI files and return its summary row (module level: it must pickle for Dask)."""
+    from esoct.preprocess.roi import krt_inputs, longitudinal_inputs, resolstm_inputs
+
+    img_path = manifest.resolve(pid, f"image_{timepoint}")
+    msk_path = manifest.resolve(pid, f"mask_{timepoint}")
+    if img_path is None or msk_path is None:
+        raise InputError(f"no image_{timepoint}/mask_{timepoint} in the manifest", manifest.path, pid)
+    image = read_image(img_path, patient=pid)
+    mask = read_image(msk_path, patient=pid)
+    row = {"patient_id": pid, "timepoint": timepoint}
+    if "slices" in kinds:
+        seq = resolstm_inputs(image, mask, patient=pid)
+        np.savez_compressed(out / f"{pid}_{timepoint}_slices.npz", images=seq.images.astype(np.float32),
+                            masks=seq.masks, slice_index=seq.slice_index, z_mm=seq.z_mm)
+        row["n_slices"] = int(len(seq.slice_index))
+    if "slab" in kinds:
+        slab = longitudinal_inputs(image, mask, patient=pid)
+        np.savez_compressed(out / f"{pid}_{timepoint}_slab.npz", channels=slab.channels.astype(np.float32),
+                            masks=slab.masks, slice_index=slab.slice_index)
+        row["slab_center_index"] = int(slab.center_index)
+    if "krt" in kinds:
+        box = krt_inputs(image, mask, spacing_zyx=krt_spacing, patient=pid)
+        write_image(box.image, out / f"{pid}_{timepoint}_krt_image.nii.gz")
+        write_image(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
+        row["krt_tumour_inside"] = bool(box.tumour_inside)
+        row["krt_fraction_inside"] = round(float(box.fraction_inside), 4)
+    return row

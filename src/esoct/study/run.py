@@ -1,12 +1,22 @@
 """`esoct run`: execute the enabled tasks of a validated study file into a study directory.
 
-The runner only sequences the task pipelines (:mod:`esoct.study.survival`, :mod:`esoct.tstage.cv`);
-each caches its own work, so a second run reuses what is complete. A task that fails is recorded
-in ``results/<task>/error.txt`` and in the returned summary, and the other tasks still run.
+The runner only sequences the task pipelines (one module each in :mod:`esoct.study`), shows one
+progress display for the whole run, and keeps what is done:
+
+* a task that completed leaves ``results/<task>/done.json`` with the hash of everything it
+  depends on (its settings, the seed, the split, the radiomics settings and the manifest's
+  bytes); a rerun with the same hash skips it, so a second run redoes nothing;
+* inside a task every stage caches its own work (per-scan radiomics, ROI and KRT crops, fold
+  predictions, epoch checkpoints), so a run killed in the middle resumes where it stopped;
+* a task that fails is recorded in ``results/<task>/error.txt`` and ``results/run.json``, the
+  other tasks still run, and the exit code says so.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -18,22 +28,37 @@ from esoct.study.config import StudyConfig
 
 log = logging.getLogger("esoct")
 
+#: Folder under ``results/`` of each task.
+RESULT_DIRS = {"segmentation": "segmentation", "tstage_binary": "tstage", "tstage_4class": "tstage4", "lnm": "lnm",
+               "survival": "survival"}
+
 
 @dataclass
 class StudyRun:
-    """What :func:`run_study` did: per task ``"ok"`` or the error, and the wall time in seconds."""
+    """What :func:`run_study` did: per task ``"ok"``, ``"cached"`` or the error, and the wall time in seconds."""
 
     out: Path
     status: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    failed_patients: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when every task completed."""
-        return all(s == "ok" for s in self.status.values())
+        """True when every task completed (now or in an earlier run) without a failed patient."""
+        return all(s in ("ok", "cached") for s in self.status.values()) and not any(self.failed_patients.values())
 
 
-def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True) -> StudyRun:
+def task_key(config: StudyConfig, task: str) -> str:
+    """Hash of everything a task's results depend on (settings, seed, split, radiomics, manifest bytes)."""
+    s = config.settings
+    doc = {"task": task, "settings": s["tasks"][task], "seed": s["seed"], "cohort": s["cohort"]["test_centers"],
+           "radiomics": s["radiomics"]["params"], "manifest": _sha256(config.manifest)}
+    if s["radiomics"]["params"]:
+        doc["radiomics_file"] = _sha256(Path(s["radiomics"]["params"]))
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, scheduler=None) -> StudyRun:
     """Run every enabled task of ``config`` into the study directory ``out``.
 
     Parameters
@@ -43,35 +68,266 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True) ->
     out : str or Path
         Study directory (DESIGN.md layout); ``study.yaml`` and ``cohort.csv`` are copied into it.
     progress : bool
-        Show progress bars.
+        Show the progress display (one bar over the tasks of the run).
+    scheduler : str or distributed.Client, optional
+        Dask scheduler for the cohort-wide stages (feature extraction); overrides the study
+        file's ``scale.scheduler``. ``"local"`` starts a local cluster.
 
     Returns
     -------
     StudyRun
     """
+    from tqdm.auto import tqdm
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config.path, out / "study.yaml")
     shutil.copyfile(config.manifest, out / "cohort.csv")
+    _write_settings(config, out)
     run = StudyRun(out)
-    for task in config.enabled_tasks:
-        start = time.perf_counter()
-        error_file = out / "results" / task / "error.txt"
-        try:
-            _TASKS[task](config, out, progress)
-            run.status[task] = "ok"
-            error_file.unlink(missing_ok=True)
-        except Exception as exc:  # noqa: BLE001 - a failed task is recorded and the others run
-            run.status[task] = f"{type(exc).__name__}: {exc}"
-            error_file.parent.mkdir(parents=True, exist_ok=True)
-            error_file.write_text(traceback.format_exc())
-            log.error("task %s failed: %s", task, exc)
-        run.seconds[task] = time.perf_counter() - start
+    started = _now()
+    tasks = config.enabled_tasks
+    scheduler = scheduler if scheduler is not None else config.settings["scale"]["scheduler"]
+    bar = tqdm(total=len(tasks), desc="study", unit="task", disable=not progress,
+               bar_format="{desc}: {n_fmt}/{total_fmt} tasks |{bar}| {elapsed}{postfix}")
+    with _client(scheduler) as client:
+        for task in tasks:
+            bar.set_postfix_str(task)
+            run.status[task], run.seconds[task] = _run_task(config, out, task, client)
+            run.failed_patients[task] = failed_patients(out, task)
+            bar.update(1)
+            _write_run_json(out, run, started)
+    bar.set_postfix_str("done")
+    bar.close()
     return run
 
 
-def _survival(config: StudyConfig, out: Path, progress: bool) -> None:
-    from esoct.study.survival import run_survival_study
+def _run_task(config: StudyConfig, out: Path, task: str, client) -> tuple[str, float]:
+    res_dir = out / "results" / RESULT_DIRS[task]
+    done, error_file = res_dir / "done.json", res_dir / "error.txt"
+    key = task_key(config, task)
+    if done.is_file() and json.loads(done.read_text()).get("key") == key:
+        log.info("task %s: complete in an earlier run, reused", task)
+        return "cached", 0.0
+    done.unlink(missing_ok=True)
+    _start_task(out, task, key)
+    start = time.perf_counter()
+    try:
+        _TASKS[task](config, out, client)
+        error_file.unlink(missing_ok=True)
+        seconds = time.perf_counter() - start
+        done.write_text(json.dumps({"key": key, "finished": _now(), "seconds": round(seconds, 1)}, indent=1))
+        return "ok", seconds
+    except Exception as exc:  # noqa: BLE001 - a failed task is recorded and the others run
+        error_file.parent.mkdir(parents=True, exist_ok=True)
+        error_file.write_text(traceback.format_exc())
+        log.error("task %s failed: %s", task, exc)
+        return f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+
+
+#: Work folders of a task besides ``results/<task>`` and ``models/<task>`` that depend on its settings.
+_TASK_WORK = {"segmentation": ("cache/segmentation",)}
+
+
+def _start_task(out: Path, task: str, key: str) -> None:
+    """Mark a task as started with ``key``; the work of a run with other settings is set aside first.
+
+    An interrupted run with the same key keeps its partial work (folds, checkpoints) and resumes.
+    A run with other settings cannot reuse it (saved folds, fold predictions and checkpoints belong
+    to those settings), so its results and models move to ``previous/<task>/`` (replacing an older
+    copy) rather than being deleted, and its settings-dependent work folders are removed. Caches
+    keyed by their own inputs (radiomics per scan, ROI crops) are kept.
+    """
+    name = RESULT_DIRS[task]
+    res_dir = out / "results" / name
+    started = res_dir / "started.json"
+    if started.is_file() and json.loads(started.read_text()).get("key") != key:
+        previous = out / "previous" / name
+        log.warning("task %s: settings changed since the last run; its results move to %s", task, previous)
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir(parents=True)
+        for kind, folder in (("results", res_dir), ("models", out / "models" / name)):
+            if folder.is_dir():
+                shutil.move(str(folder), str(previous / kind))
+        for work in _TASK_WORK.get(task, ()):
+            shutil.rmtree(out / work, ignore_errors=True)
+    res_dir.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps({"key": key, "started": _now()}, indent=1))
+
+
+class _client:
+    """Context manager: a Dask client for ``scheduler`` (None: no Dask, local processes as configured)."""
+
+    def __init__(self, scheduler):
+        self.scheduler, self._cm = scheduler, None
+
+    def __enter__(self):
+        if self.scheduler is None:
+            return None
+        from esoct.scale.dask import dask_client
+
+        self._cm = dask_client(self.scheduler)
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def _write_settings(config: StudyConfig, out: Path) -> None:
+    """``results/settings.json`` (every setting, defaults filled in) and a copy of the radiomics parameter file.
+
+    The study directory then documents itself: the report's methods section reads these.
+    """
+    settings = json.loads(json.dumps(config.settings))
+    params = settings["radiomics"]["params"]
+    if params:
+        shutil.copyfile(params, out / Path(params).name)
+        settings["radiomics"]["params"] = Path(params).name
+    settings["cohort"]["manifest"] = "cohort.csv"
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    (out / "results" / "settings.json").write_text(json.dumps(settings, indent=1))
+
+
+def failed_patients(out: Path, task: str) -> list[str]:
+    """Patients a task could not use, from its ``failures.csv`` files (results, and features for survival)."""
+    import pandas as pd
+
+    files = [out / "results" / RESULT_DIRS[task] / "failures.csv"]
+    if task == "survival":
+        files.append(out / "features" / "failures.csv")
+    ids: set = set()
+    for f in files:
+        if f.is_file() and f.stat().st_size:
+            table = pd.read_csv(f, dtype=str)
+            if "patient_id" in table.columns:
+                ids |= set(table["patient_id"].dropna())
+    return sorted(ids)
+
+
+def _write_run_json(out: Path, run: StudyRun, started: str) -> None:
+    import esoct
+
+    doc = {"esoct_version": esoct.__version__, "started": started, "finished": _now(),
+           "tasks": {t: {"status": run.status[t], "seconds": round(run.seconds[t], 1),
+                         "failed_patients": run.failed_patients.get(t, [])} for t in run.status}}
+    path = out / "results" / "run.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ tasks
+def _segmentation(config: StudyConfig, out: Path, client) -> None:
+    from esoct.study.report_spec import write_report_spec
+    from esoct.study.segmentation import SegmentationSettings, run_segmentation_study
+
+    t = config.task("segmentation")
+    settings = SegmentationSettings(spacing=tuple(t["spacing"]), patch=tuple(t["patch"]), epochs=t["epochs"],
+                                    iterations=t["iterations"], max_train_patients=t["max_train_patients"])
+    result = run_segmentation_study(config.manifest, out, test_centers=config.settings["cohort"]["test_centers"],
+                                    settings=settings, seed=config.settings["seed"], progress=False)
+    n = result.per_patient["patient_id"].nunique() if not result.per_patient.empty else 0
+    write_report_spec(out / "results" / "segmentation", "Segmentation (3D U-Net, nn-TransEC)", 1,
+                      f"A residual 3D U-Net with deep supervision was trained on the training centres "
+                      f"({t['epochs'] * t['iterations']} steps at {t['spacing']} mm) and segmented the {n} test patients; "
+                      "Dice, IoU, HD95 and ASSD per class equal MONAI's definitions.",
+                      [("summary.csv", "Test patients: mean (SD) per class"),
+                       ("volume_agreement.csv", "Volume agreement with the reference (Pearson r, Bland-Altman)")],
+                      [("figures/volume_agreement.png", "Volumes: correlation (top) and Bland-Altman (bottom)",
+                        "bland_altman")])
+
+
+def _tstage_binary(config: StudyConfig, out: Path, client) -> None:
+    import pandas as pd
+
+    from esoct.study.report_spec import write_report_spec
+    from esoct.study.roi_extraction import extract_cohort_rois
+    from esoct.tstage.cv import cross_validate
+    from esoct.tstage.data import load_roi_sequences
+    from esoct.tstage.presets import get_preset
+
+    task = config.task("tstage_binary")
+    preset = get_preset(task["preset"])
+    rois = out / "cache" / "rois"
+    roi_run = extract_cohort_rois(config.manifest, rois, kinds=("slices",), scheduler=client, progress=False)
+    manifest = pd.read_csv(config.manifest, dtype={"patient_id": str})
+    seqs = load_roi_sequences(rois, dict(zip(manifest["patient_id"], manifest["pT"])), size=preset.image_size,
+                              failures=roi_run.failures)
+    result = cross_validate(seqs, out, preset=preset, models=tuple(task["models"]), n_splits=task["folds"],
+                            seed=config.settings["seed"], progress=False)
+    res = out / "results" / "tstage"
+    tables = []
+    for model in result.per_fold["model"].unique():
+        result.table(model).to_csv(res / f"table_{model}.csv", index=False)
+        tables.append((f"table_{model}.csv", f"{model}: per-fold metrics with mean (Table 1 layout)"))
+    names = {"resolstm": "ResoLSTM-Depth", "resnet": "ResNet-18"}
+    captions = {"roc": "ROC curves of the folds with their mean", "confusion": "Confusion matrix, pooled out-of-fold",
+                "tsne": "t-SNE of the sequence features, test patients of each fold",
+                "gradcam": "Grad-CAM on layer4: correct and wrong cases, each by the fold model that did not see it"}
+    figures = []
+    for kind in ("roc", "confusion", "tsne", "gradcam"):
+        for p in sorted((res / "figures").glob(f"{kind}_*.png")):
+            model = names.get(p.stem.split("_", 1)[1], p.stem.split("_", 1)[1])
+            figures.append((f"figures/{p.name}", f"{model}: {captions[kind]}", kind))
+    write_report_spec(res, "T-stage, T1-2 vs T3-4 (ResoLSTM-Depth)", 2,
+                      f"2D axial ROI sequences through the tumour; {', '.join(task['models'])} with the "
+                      f"{task['preset']} preset; {task['folds']}-fold patient-level stratified cross-validation; "
+                      "AUC CIs and the paired comparison by DeLong's method.", tables, figures)
+
+
+def _tstage_4class(config: StudyConfig, out: Path, client) -> None:
+    from esoct.study.report_spec import write_report_spec
+    from esoct.study.tstage4 import Tstage4Settings, run_tstage4_study
+
+    t = config.task("tstage_4class")
+    settings = Tstage4Settings(folds=t["folds"], epochs=t["epochs"], krt_size=tuple(t["krt_size"]),
+                               krt_spacing=tuple(t["krt_spacing"]), viewer_cases=t["viewer_cases"])
+    run_tstage4_study(config.manifest, out, settings=settings, seed=config.settings["seed"], progress=False)
+    write_report_spec(out / "results" / "tstage4", "T-stage, T1 / T2 / T3 / T4 (KRT classifier)", 3,
+                      f"KRT crop of {t['krt_size']} voxels at {t['krt_spacing']} mm around the tumour; residual 3D "
+                      f"encoder with the nn-TransEC head, focal loss; {t['folds']}-fold patient-level stratified "
+                      "cross-validation; one-vs-rest AUC with DeLong CIs (macro average: bootstrap).",
+                      [("table8.csv", "Per-stage metrics, pooled out-of-fold (Table 8 layout)"),
+                       ("confusion.csv", "Confusion matrix (rows: reference)")],
+                      [("figures/confusion.png", "Confusion matrix, out-of-fold", "confusion")])
+
+
+def _lnm(config: StudyConfig, out: Path, client) -> None:
+    from esoct.study.lnm import run_lnm_study
+    from esoct.study.report_spec import write_report_spec
+
+    s, t = config.settings, config.task("lnm")
+    run_lnm_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
+                  folds=t["folds"], seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client,
+                  progress=False)
+    write_report_spec(out / "results" / "lnm", "Lymph-node metastasis", 4,
+                      "Tumour radiomics of the baseline CT; imputation, correlation filter, LASSO-logistic selection "
+                      f"and logistic regression fitted inside each of {t['folds']} patient-level folds of the training "
+                      "centres, then refitted on all of them for the external test centres; the threshold is "
+                      "Youden's on the training out-of-fold probabilities.",
+                      [("metrics.csv", "Cross-validation and external test: AUC (DeLong CI), threshold metrics "
+                                       "(Wilson CIs), Brier score"),
+                       ("selected_features.csv", "Features of the final model")],
+                      [("figures/roc_cv.png", "ROC per fold", "roc"),
+                       ("figures/calibration.png", "Calibration", "calibration"),
+                       ("figures/decision_curve.png", "Decision curve", "decision_curve"),
+                       ("figures/confusion.png", "Confusion matrix", "confusion")])
+
+
+def _survival(config: StudyConfig, out: Path, client) -> None:
+    import pandas as pd
+
+    from esoct.study.report_spec import write_report_spec
+    from esoct.study.survival import fit_single_scan_model, run_survival_study
 
     s, task = config.settings, config.task("survival")
     deep = None
@@ -82,26 +338,24 @@ def _survival(config: StudyConfig, out: Path, progress: bool) -> None:
                                     seed=s["seed"])
     run_survival_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
                        deep=deep, n_estimators=task["n_estimators"], n_bootstrap=task["n_bootstrap"], cv=task["cv"],
-                       seed=s["seed"], workers=s["radiomics"]["workers"], progress=progress)
+                       seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client, progress=False)
+    radiomics = pd.read_parquet(out / "features" / "radiomics.parquet")
+    fit_single_scan_model(radiomics, config.manifest, out, test_centers=s["cohort"]["test_centers"],
+                          params=s["radiomics"]["params"], seed=s["seed"])
+    write_report_spec(out / "results" / "survival", "Overall survival (longitudinal radiomics)", 5,
+                      "Pre- and post-treatment tumour radiomics, delta features, ICC >= 0.8 between readers, "
+                      "correlation filter, univariate Cox and LASSO-Cox on the training centres; six random "
+                      "survival forest models; C-index with bootstrap CIs on the external test centres; risk groups "
+                      "at the training median risk.",
+                      [("table2.csv", "C-index per model and cohort (Table 2 layout)"),
+                       ("selection.csv", "Feature selection steps"),
+                       ("adjusted_cox.csv", "Risk group adjusted for clinical covariates (test centres)"),
+                       ("single_scan.csv", "Baseline-scan model used by esoct predict: C-index"),
+                       ("survshap_importance.csv", "SurvSHAP(t) importance")],
+                      [("figures/km_test.png", "Kaplan-Meier by risk group, test centres", "km"),
+                       ("figures/td_cindex_test.png", "Time-dependent C-index, test centres", "td_cindex"),
+                       ("figures/survshap_importance.png", "SurvSHAP(t) importance", "survshap")])
 
 
-def _tstage_binary(config: StudyConfig, out: Path, progress: bool) -> None:
-    import pandas as pd
-
-    from esoct.study.roi_extraction import extract_cohort_rois
-    from esoct.tstage.cv import cross_validate
-    from esoct.tstage.data import load_roi_sequences
-    from esoct.tstage.presets import get_preset
-
-    task = config.task("tstage_binary")
-    preset = get_preset(task["preset"])
-    rois = out / "cache" / "rois"
-    roi_run = extract_cohort_rois(config.manifest, rois, kinds=("slices",), progress=progress)
-    manifest = pd.read_csv(config.manifest, dtype={"patient_id": str})
-    seqs = load_roi_sequences(rois, dict(zip(manifest["patient_id"], manifest["pT"])), size=preset.image_size,
-                              failures=roi_run.failures)
-    cross_validate(seqs, out, preset=preset, models=tuple(task["models"]), n_splits=task["folds"],
-                   seed=config.settings["seed"], progress=progress)
-
-
-_TASKS = {"tstage_binary": _tstage_binary, "survival": _survival}
+_TASKS = {"segmentation": _segmentation, "tstage_binary": _tstage_binary, "tstage_4class": _tstage_4class,
+          "lnm": _lnm, "survival": _survival}

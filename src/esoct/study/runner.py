@@ -39,6 +39,8 @@ def run_per_patient(
     failures_csv: str | Path | None = None,
     desc: str = "patients",
     progress: bool = True,
+    scheduler=None,
+    workers: int | None = None,
 ) -> CohortRun:
     """Call ``work(patient_id)`` for every patient, keeping going after failures.
 
@@ -57,6 +59,12 @@ def run_per_patient(
         Progress-bar label.
     progress : bool
         Show a progress bar.
+    scheduler : None, "local", str or distributed.Client, optional
+        Run the patients on Dask instead of one after the other here: ``"local"`` starts a
+        local cluster, an address (``"tcp://host:8786"``) or a client uses that cluster (see
+        :func:`esoct.scale.dask.map_patients`; ``work`` must then pickle). None: serial.
+    workers : int, optional
+        Worker processes of a local Dask cluster (only with ``scheduler="local"``).
 
     Returns
     -------
@@ -64,6 +72,11 @@ def run_per_patient(
     """
     from tqdm.auto import tqdm
 
+    if scheduler is not None:
+        from esoct.scale.dask import map_patients
+
+        return map_patients(work, patients, scheduler=scheduler, workers=workers, done=done,
+                            failures_csv=failures_csv, desc=desc, progress=progress)
     run = CohortRun()
     patients = list(patients)
     for pid in tqdm(patients, desc=desc, unit="patient", disable=not progress):
@@ -72,19 +85,23 @@ def run_per_patient(
             continue
         try:
             run.results[pid] = work(pid)
-        except InputError as exc:
-            err = exc if exc.patient else exc.for_patient(pid)
-            run.failures[pid] = str(err)
-            log.warning("%s", err)
         except Exception as exc:  # keep the cohort going; the reason is recorded
-            run.failures[pid] = f"patient {pid}: {type(exc).__name__}: {exc}"
+            run.failures[pid] = failure_reason(pid, exc)
             log.warning("%s", run.failures[pid])
     if failures_csv is not None:
-        _write_failures(Path(failures_csv), run.failures)
+        write_failures(Path(failures_csv), run.failures)
     return run
 
 
-def _write_failures(path: Path, failures: dict) -> None:
+def failure_reason(pid: str, exc: BaseException) -> str:
+    """How a patient's failure is recorded: an InputError's text naming the patient, else ``patient X: Type: msg``."""
+    if isinstance(exc, InputError):
+        return str(exc if exc.patient else exc.for_patient(pid))
+    return f"patient {pid}: {type(exc).__name__}: {exc}"
+
+
+def write_failures(path: Path, failures: dict) -> None:
+    """Write ``patient_id,reason`` rows (header only when nothing failed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)

@@ -228,6 +228,7 @@ def run_survival_study(
     cv: int = 5,
     seed: int = 0,
     workers: int | None = None,
+    scheduler=None,
     progress: bool = True,
 ) -> SurvivalStudy:
     """Run the longitudinal survival study on a cohort and write its tables and figures.
@@ -261,6 +262,8 @@ def run_survival_study(
         Seed of every random choice (perturbed masks, folds, forests, bootstrap).
     workers : int, optional
         Radiomics worker processes.
+    scheduler : str or distributed.Client, optional
+        Dask scheduler for the radiomics extraction (:mod:`esoct.scale.dask`).
     progress : bool
         Show progress bars.
 
@@ -285,7 +288,7 @@ def run_survival_study(
     unknown = sorted(set(test_centers) - set(centres))
     if unknown:
         raise InputError(f"test centre(s) {unknown} are not in the manifest's centres {centres}", manifest.path)
-    kw = {"params": params, "workers": workers, "progress": progress}
+    kw = {"params": params, "workers": workers, "scheduler": scheduler, "progress": progress}
     first = extract_cohort(manifest_path, feat_dir / "radiomics.parquet", **kw)
     second = extract_second_reading(manifest_path, feat_dir / "radiomics_reader2.parquet", seed=seed, **kw)
     reader1, reader2 = reader_tables(first.table, second.features.table)
@@ -329,6 +332,7 @@ def run_survival_study(
     table2 = evaluate_presets(train_x, y_train, test_x, y_test, names=names, cv=cv, n_estimators=n_estimators,
                               n_bootstrap=n_bootstrap, random_state=seed, fits=fits)
     km, adjusted = _risk_groups(fits, train_x, test_x, y_test, seed, fig_dir)
+    notes += _survshap(fits, train_x, test_x, seed, res_dir)
     _write(res_dir, table2, steps, selected, km, adjusted, notes, len(train), len(test), test_centers)
     return SurvivalStudy(table2, model_table, selected, steps, km, adjusted, out_dir, notes)
 
@@ -407,6 +411,36 @@ def _risk_groups(fits: dict, train_x: pd.DataFrame, test_x: pd.DataFrame, y_test
     return km, adjusted
 
 
+def _survshap(fits: dict, train_x: pd.DataFrame, test_x: pd.DataFrame, seed: int, res_dir: Path,
+              n_background: int = 20, n_explain: int = 8) -> list[str]:
+    """SurvSHAP(t) of the richest model on a seeded sample of test patients (``survshap_importance.csv``, figure).
+
+    Small samples keep it to seconds-minutes on a CPU (see :func:`esoct.explain.survshap.survshap_explain`).
+    """
+    from esoct.explain.survshap import survshap_explain
+    from esoct.report.figures import plot_importance
+
+    name = "Fusion" if "Fusion" in fits else list(fits)[-1]
+    fit = fits[name]
+    rng = np.random.default_rng(seed)
+    cols = list(fit.columns)  # only the model's own inputs: never the outcome or the centre
+    train_x, test_x = train_x[cols].copy(), test_x[cols].copy()
+    for frame in (train_x, test_x):  # SurvSHAP needs numbers; the model's own step accepts the ordinal stage
+        if "stage" in frame.columns:
+            frame["stage"] = _stage_numbers(frame["stage"])
+    background = train_x.iloc[np.sort(rng.choice(len(train_x), min(n_background, len(train_x)), replace=False))]
+    explain = test_x.iloc[np.sort(rng.choice(len(test_x), min(n_explain, len(test_x)), replace=False))]
+    try:
+        result = survshap_explain(fit, background, explain, random_state=seed, n_permutations=10, n_times=12)
+    except Exception as exc:  # noqa: BLE001 - an explanation that fails must not cost the study its tables
+        return [f"SurvSHAP(t) of {name} not computed: {type(exc).__name__}: {exc}"]
+    result.importance.to_csv(res_dir / "survshap_importance.csv", index=False)
+    _close(plot_importance(result.importance["feature"], result.importance["importance"], top=15,
+                           title=f"SurvSHAP(t) of {name}: {len(explain)} test patients",
+                           path=res_dir / "figures" / "survshap_importance.png"))
+    return []
+
+
 def _stage_numbers(stage: pd.Series) -> pd.Series:
     from esoct.survival.presets import stage_to_ordinal
 
@@ -435,3 +469,93 @@ def _write(res_dir, table2, steps, selected, km, adjusted, notes, n_train, n_tes
         "table2": json.loads(table2.to_json(orient="records")),
     }
     (res_dir / "metrics.json").write_text(json.dumps(doc, indent=1, default=str))
+
+
+def fit_single_scan_model(
+    radiomics: pd.DataFrame,
+    manifest_path: str | Path,
+    out_dir: str | Path,
+    *,
+    test_centers=(),
+    params=None,
+    n_features: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A survival risk model from the baseline scan alone, for one-patient prediction (``esoct predict``).
+
+    The six models of the study need the post-treatment scan and clinical data; a new patient
+    brings one CT. This model uses the tumour's baseline radiomics only: on the training centres,
+    the ``n_features`` features with the smallest univariate Cox p-value (after dropping
+    near-constant columns and one of each pair with ``|r| > 0.8``), then a ridge-penalised Cox
+    model on the standardised features. Patients at or above the training median risk are
+    "high risk". Saved as ``models/survival/model.joblib`` (the :mod:`esoct.bundle` contract);
+    its C-index on the test centres goes to ``results/survival/single_scan.csv``.
+
+    Parameters
+    ----------
+    radiomics : pandas.DataFrame
+        Cohort radiomics table (``patient_id``, ``timepoint``, PyRadiomics columns).
+    manifest_path : str or Path
+        Manifest with ``center``, ``os_months``, ``os_event``.
+    out_dir : str or Path
+        Study directory.
+    test_centers : sequence of str
+    params : str, Path or dict, optional
+        The PyRadiomics settings the table was made with (stored with the model).
+    n_features : int
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cohort: ``cohort``, ``n``, ``c_index`` with its bootstrap CI.
+    """
+    import joblib
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from esoct.evaluate.concordance import harrell_c_ci
+    from esoct.features.radiomics import RadiomicsExtractor
+    from esoct.select.correlation import CorrelationFilter
+    from esoct.select.cox import univariate_cox
+    from esoct.study.lnm import MODEL_FORMAT, feature_matrix
+    from esoct.survival.cox import CoxPH
+
+    out_dir = Path(out_dir)
+    manifest = pd.read_csv(manifest_path, dtype={"patient_id": str, "center": str}).set_index("patient_id")
+    X = feature_matrix(radiomics[radiomics["timepoint"] == "pre"])
+    info = manifest.loc[X.index]
+    ok = info["os_months"].notna() & info["os_event"].notna()
+    X, info = X[ok], info[ok]
+    is_test = info["center"].astype(str).isin([str(c) for c in test_centers]).to_numpy()
+    train, y_train = X[~is_test], _surv(info[~is_test])
+    train = train.replace([np.inf, -np.inf], np.nan)
+    train = train.loc[:, train.notna().all()]
+    train = train.loc[:, train.std() > 1e-12]
+    kept = CorrelationFilter(0.8).fit(train).get_feature_names_out()
+    stats = univariate_cox(train[kept].to_numpy(), y_train["event"], y_train["time"])
+    order = np.argsort(np.nan_to_num(stats["p"], nan=1.0), kind="stable")
+    columns = [str(kept[j]) for j in order[:n_features]]
+    model = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler()),
+                      ("cox", CoxPH(penalizer=0.1))]).set_output(transform="pandas")
+    model.fit(train[columns], y_train)
+    threshold = float(np.median(model.predict(train[columns])))
+    rows = []
+    for name, mask in (("training centres", ~is_test), ("test centres", is_test)):
+        if mask.sum() < 5:
+            continue
+        y = _surv(info[mask])
+        ci = harrell_c_ci(y["event"], y["time"], model.predict(X.loc[mask, columns]), seed=seed)
+        rows.append({"cohort": name, "n": int(mask.sum()), "c_index": str(ci)})
+    table = pd.DataFrame(rows)
+    res_dir = out_dir / "results" / "survival"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(res_dir / "single_scan.csv", index=False)
+    (out_dir / "models" / "survival").mkdir(parents=True, exist_ok=True)
+    joblib.dump({"format": MODEL_FORMAT, "task": "survival", "estimator": model, "columns": columns,
+                 "radiomics_params": RadiomicsExtractor(params).params, "label": 1, "threshold": threshold,
+                 "description": f"overall-survival risk from {len(columns)} baseline tumour radiomics features "
+                                "(univariate Cox ranking + ridge Cox on the training centres); high risk at or "
+                                "above the training median"}, out_dir / "models" / "survival" / "model.joblib")
+    return table
