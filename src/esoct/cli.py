@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="study", help="study directory (default ./study)")
     s.add_argument("--check", action="store_true", help="only validate the study file and the split")
     s.add_argument("--scheduler", default=None,
-                   help='Dask scheduler for the cohort-wide stages: "local" or an address such as tcp://host:8786 '
-                        "(default: the study file's scale.scheduler; none: local processes)")
+                   help='Dask scheduler for the cohort-wide stages: "local" (a cluster on this machine), an address '
+                        "such as tcp://host:8786, or none (no Dask); default: the study file's scale.scheduler")
     s.add_argument("--report", action="store_true", help="also write report.html into the study directory")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_run)

@@ -33,7 +33,7 @@ def test_the_example_is_valid_and_fills_defaults(cohort):
     text = text.replace("folds: 5\n    epochs: 15", "folds: 2\n    epochs: 15")  # 30 patients: two T4
     config = load_study(_write(cohort, text))
     assert config.enabled_tasks == ["segmentation", "tstage_binary", "tstage_4class", "lnm", "survival"]
-    assert config.task("tstage_4class")["krt_size"] == [32, 32, 32] and config.settings["scale"]["scheduler"] is None
+    assert config.task("tstage_4class")["krt_size"] == [32, 32, 32] and config.settings["scale"]["scheduler"] == "local"
     assert config.manifest == (cohort / "cohort" / "manifest.csv").resolve()
     assert config.task("survival")["n_estimators"] == 400 and config.task("tstage_binary")["folds"] == 5
     minimal = load_study(_write(cohort, {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]},

@@ -31,6 +31,7 @@ def segment_cohort(
     scheduler=None,
     workers: int | None = None,
     progress: bool = True,
+    patients=None,
 ):
     """Predict the label map of every patient's CT, skipping those already written.
 
@@ -59,6 +60,8 @@ def segment_cohort(
         Worker processes of a local Dask cluster.
     progress : bool
         Show a progress bar.
+    patients : sequence of str, optional
+        Only these patients (default: every patient of the manifest).
 
     Returns
     -------
@@ -83,7 +86,7 @@ def segment_cohort(
     work = partial(segment_patient, segmenter_path=str(segmenter_path), manifest=manifest, out_dir=str(out_dir),
                    timepoint=timepoint, postprocess=postprocess, device=device)
     return run_per_patient(
-        manifest.patients,
+        manifest.patients if patients is None else list(patients),
         work,
         done=lambda pid: output_path(out_dir, pid, timepoint).is_file(),
         failures_csv=out_dir / "failures.csv",

@@ -35,7 +35,8 @@ _SCHEMA = {
         "workers": ((int, type(None)), None),
     },
     "scale": {
-        "scheduler": ((str, type(None)), None),
+        "scheduler": ((str, type(None)), "local"),
+        "workers": ((int, type(None)), None),
     },
     "tasks": {
         "segmentation": {
@@ -81,6 +82,7 @@ _CHOICES = {
     ("tasks", "tstage_binary", "preset"): {"fast", "paper"},
 }
 _MINIMUM = {
+    ("scale", "workers"): 1,
     ("tasks", "segmentation", "epochs"): 1,
     ("tasks", "segmentation", "iterations"): 1,
     ("tasks", "segmentation", "max_train_patients"): 2,
@@ -109,9 +111,10 @@ radiomics:
   params: null                 # a PyRadiomics parameter file; null = the longitudinal paper's set
   workers: null                # local processes (null: one per CPU)
 
-scale:
-  scheduler: null              # null: local processes; "local": a Dask LocalCluster; "tcp://host:8786": that cluster
-                               # (`esoct run --scheduler ADDRESS` overrides it)
+scale:                         # cohort-wide stages (ROI extraction, radiomics, segmentation inference) run on Dask
+  scheduler: local             # local: a Dask cluster on this machine; "tcp://host:8786": that running cluster;
+                               # null: no Dask (this process and local worker processes); --scheduler overrides it
+  workers: null                # worker processes of the local cluster (null: one per CPU, at most 4)
 
 tasks:
   segmentation:                # 3D U-Net (nn-TransEC): trained on the training centres, scored on the test centres
@@ -300,7 +303,7 @@ def _check_value(value, types, here: tuple, problems: list, default):
         if bad:
             problems.append(f"{_dotted(here)}: {bad} not allowed; choose from {sorted(choices)}")
     minimum = _MINIMUM.get(here)
-    if minimum is not None and value < minimum:
+    if minimum is not None and value is not None and value < minimum:
         problems.append(f"{_dotted(here)}: must be at least {minimum}, got {value}")
     return value
 

@@ -70,8 +70,9 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, sc
     progress : bool
         Show the progress display (one bar over the tasks of the run).
     scheduler : str or distributed.Client, optional
-        Dask scheduler for the cohort-wide stages (feature extraction); overrides the study
-        file's ``scale.scheduler``. ``"local"`` starts a local cluster.
+        Dask scheduler for the cohort-wide stages (ROI extraction, radiomics, segmentation
+        inference); overrides the study file's ``scale.scheduler`` (default ``"local"``: a local
+        cluster for the run). ``"none"`` runs without Dask.
 
     Returns
     -------
@@ -88,9 +89,11 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, sc
     started = _now()
     tasks = config.enabled_tasks
     scheduler = scheduler if scheduler is not None else config.settings["scale"]["scheduler"]
+    if isinstance(scheduler, str) and scheduler.lower() in ("none", "null"):
+        scheduler = None
     bar = tqdm(total=len(tasks), desc="study", unit="task", disable=not progress,
                bar_format="{desc}: {n_fmt}/{total_fmt} tasks |{bar}| {elapsed}{postfix}")
-    with _client(scheduler) as client:
+    with _client(scheduler, config.settings["scale"]["workers"]) as client:
         for task in tasks:
             bar.set_postfix_str(task)
             run.status[task], run.seconds[task] = _run_task(config, out, task, client)
@@ -158,15 +161,15 @@ def _start_task(out: Path, task: str, key: str) -> None:
 class _client:
     """Context manager: a Dask client for ``scheduler`` (None: no Dask, local processes as configured)."""
 
-    def __init__(self, scheduler):
-        self.scheduler, self._cm = scheduler, None
+    def __init__(self, scheduler, workers=None):
+        self.scheduler, self.workers, self._cm = scheduler, workers, None
 
     def __enter__(self):
         if self.scheduler is None:
             return None
         from esoct.scale.dask import dask_client
 
-        self._cm = dask_client(self.scheduler)
+        self._cm = dask_client(self.scheduler, self.workers)
         return self._cm.__enter__()
 
     def __exit__(self, *exc):
@@ -234,7 +237,7 @@ def _segmentation(config: StudyConfig, out: Path, client) -> None:
     settings = SegmentationSettings(spacing=tuple(t["spacing"]), patch=tuple(t["patch"]), epochs=t["epochs"],
                                     iterations=t["iterations"], max_train_patients=t["max_train_patients"])
     result = run_segmentation_study(config.manifest, out, test_centers=config.settings["cohort"]["test_centers"],
-                                    settings=settings, seed=config.settings["seed"], progress=False)
+                                    settings=settings, seed=config.settings["seed"], progress=False, scheduler=client)
     n = result.per_patient["patient_id"].nunique() if not result.per_patient.empty else 0
     write_report_spec(out / "results" / "segmentation", "Segmentation (3D U-Net, nn-TransEC)", 1,
                       f"A residual 3D U-Net with deep supervision was trained on the training centres "

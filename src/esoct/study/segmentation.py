@@ -8,7 +8,7 @@ scored against the reference masks with Dice, IoU, HD95 and ASSD per class and v
 (Pearson r, Bland-Altman) per class.
 
 Outputs: ``models/segmentation/{segmenter.pt, plan.json}``, ``results/segmentation/``
-(``labels/<id>.nii.gz`` predictions on each input grid, ``per_patient.csv``, ``summary.csv``,
+(``labels/<id>_pre_seg.nii.gz`` predictions on each input grid, ``per_patient.csv``, ``summary.csv``,
 ``volume_agreement.csv``, ``metrics.json``, ``figures/volume_agreement.png``, ``failures.csv``).
 """
 
@@ -126,6 +126,7 @@ def run_segmentation_study(
     settings: SegmentationSettings | None = None,
     seed: int = 0,
     progress: bool = True,
+    scheduler=None,
 ) -> SegmentationStudy:
     """Plan, train and evaluate the segmentation network of a study (see the module docstring).
 
@@ -140,6 +141,8 @@ def run_segmentation_study(
     settings : SegmentationSettings, optional
     seed : int
     progress : bool
+    scheduler : str or distributed.Client, optional
+        Dask scheduler for the inference on the test patients (:mod:`esoct.scale.dask`).
 
     Returns
     -------
@@ -184,7 +187,7 @@ def run_segmentation_study(
         train_segmentation(net, data, run_dir, config, preprocessing=prep, resume=True, progress=progress)
         shutil.copyfile(run_dir / "checkpoint.pt", segmenter_path.with_suffix(".tmp"))
         segmenter_path.with_suffix(".tmp").replace(segmenter_path)
-    per_patient, failures = _segment_and_score(segmenter_path, manifest, test_ids, res_dir, progress)
+    per_patient, failures = _segment_and_score(segmenter_path, manifest, test_ids, res_dir, progress, scheduler)
     summary, agreement = _summaries(per_patient)
     summary.to_csv(res_dir / "summary.csv", index=False)
     agreement.to_csv(res_dir / "volume_agreement.csv", index=False)
@@ -198,30 +201,23 @@ def run_segmentation_study(
     return SegmentationStudy(per_patient, summary, failures, segmenter_path)
 
 
-def _segment_and_score(segmenter_path: Path, manifest, patients, res_dir: Path, progress: bool):
+def _segment_and_score(segmenter_path: Path, manifest, patients, res_dir: Path, progress: bool, scheduler=None):
+    """Segment the test patients (on Dask when ``scheduler`` is given; finished ones are skipped) and score them."""
     from esoct.evaluate.segmentation import segmentation_table
-    from esoct.io.imageio import read_image, write_image
-    from esoct.segment.inference import load_segmenter, predict_volume
+    from esoct.segment.cohort import output_path, segment_cohort
     from esoct.study.runner import run_per_patient
 
-    segmenter = load_segmenter(segmenter_path)
     labels_dir = res_dir / "labels"
-    labels_dir.mkdir(parents=True, exist_ok=True)
-
-    def one(pid):
-        path = labels_dir / f"{pid}.nii.gz"
-        if not path.is_file():
-            image = read_image(manifest.resolve(pid, "image_pre"), patient=pid)
-            pred, _ = predict_volume(segmenter, image)
-            write_image(pred, path.with_name(f"{pid}.tmp.nii.gz"))
-            path.with_name(f"{pid}.tmp.nii.gz").replace(path)
-        return segmentation_table(manifest.resolve(pid, "mask_pre"), path, CLASSES, patient=pid)
-
-    run = run_per_patient(patients, one, desc="segmentation (test)", progress=progress)
-    tables = [run.results[p] for p in patients if p in run.results]
+    inference = segment_cohort(segmenter_path, manifest.path, labels_dir, patients=patients, scheduler=scheduler,
+                               progress=progress)
+    done = [p for p in patients if p not in inference.failures]
+    scored = run_per_patient(done, lambda pid: segmentation_table(manifest.resolve(pid, "mask_pre"),
+                                                                  output_path(labels_dir, pid), CLASSES, patient=pid),
+                             desc="scoring", progress=False)
+    tables = [scored.results[p] for p in done if p in scored.results]
     per_patient = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     per_patient.to_csv(res_dir / "per_patient.csv", index=False)
-    return per_patient, dict(run.failures)
+    return per_patient, {**inference.failures, **scored.failures}
 
 
 def _summaries(per_patient: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
