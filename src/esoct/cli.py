@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``esoct`` program; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="esoct: %(levelname)s: %(message)s")
+    if not args.verbose:  # Dask's scheduler and nanny announce themselves at INFO; keep the terminal for esoct
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except EsoctError as exc:

@@ -78,6 +78,8 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
     manifest = pd.read_csv(cohort / "cohort" / "manifest.csv", dtype={"patient_id": str})
     assert set(seg["patient_id"]) == set(manifest.loc[manifest["center"] == "C", "patient_id"])
     assert seg["dice"].between(0, 1).all()
+    comparison = pd.read_csv(out / "results" / "tstage" / "comparison.csv")
+    assert comparison["model"].tolist() == ["ResoLSTM-Depth"] and comparison["n"].iloc[0] == len(manifest)
     lnm = pd.read_csv(out / "results" / "lnm" / "predictions.csv")
     assert set(lnm["cohort"]) == {"cv", "test"} and lnm["p_lnm"].between(0, 1).all()
     viewer = sorted((out / "results" / "viewer").glob("*.npz"))

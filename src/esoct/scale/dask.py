@@ -78,7 +78,10 @@ def _local_cluster(workers: int | None):
     n = int(workers or min(os.cpu_count() or 1, MAX_LOCAL_WORKERS))
     if n < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    # distributed serves its HTTP routes even without the dashboard (default port 8787 on every interface):
+    # keep them on loopback, on a free port, so runs side by side do not collide
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0")
     try:
         with Client(cluster) as client:
             yield client

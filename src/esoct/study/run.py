@@ -254,7 +254,7 @@ def _tstage_binary(config: StudyConfig, out: Path, client) -> None:
 
     from esoct.study.report_spec import write_report_spec
     from esoct.study.roi_extraction import extract_cohort_rois
-    from esoct.tstage.cv import cross_validate
+    from esoct.tstage.cv import MODEL_NAMES, cross_validate
     from esoct.tstage.data import load_roi_sequences
     from esoct.tstage.presets import get_preset
 
@@ -268,23 +268,42 @@ def _tstage_binary(config: StudyConfig, out: Path, client) -> None:
     result = cross_validate(seqs, out, preset=preset, models=tuple(task["models"]), n_splits=task["folds"],
                             seed=config.settings["seed"], progress=False)
     res = out / "results" / "tstage"
-    tables = []
+    _tstage_comparison(result).to_csv(res / "comparison.csv", index=False)
+    tables = [("comparison.csv", "Pooled out-of-fold AUC per model (DeLong 95 % CI) and the paired DeLong test")]
     for model in result.per_fold["model"].unique():
         result.table(model).to_csv(res / f"table_{model}.csv", index=False)
         tables.append((f"table_{model}.csv", f"{model}: per-fold metrics with mean (Table 1 layout)"))
-    names = {"resolstm": "ResoLSTM-Depth", "resnet": "ResNet-18"}
     captions = {"roc": "ROC curves of the folds with their mean", "confusion": "Confusion matrix, pooled out-of-fold",
                 "tsne": "t-SNE of the sequence features, test patients of each fold",
                 "gradcam": "Grad-CAM on layer4: correct and wrong cases, each by the fold model that did not see it"}
     figures = []
     for kind in ("roc", "confusion", "tsne", "gradcam"):
         for p in sorted((res / "figures").glob(f"{kind}_*.png")):
-            model = names.get(p.stem.split("_", 1)[1], p.stem.split("_", 1)[1])
+            model = MODEL_NAMES.get(p.stem.split("_", 1)[1], p.stem.split("_", 1)[1])
             figures.append((f"figures/{p.name}", f"{model}: {captions[kind]}", kind))
     write_report_spec(res, "T-stage, T1-2 vs T3-4 (ResoLSTM-Depth)", 2,
                       f"2D axial ROI sequences through the tumour; {', '.join(task['models'])} with the "
                       f"{task['preset']} preset; {task['folds']}-fold patient-level stratified cross-validation; "
                       "AUC CIs and the paired comparison by DeLong's method.", tables, figures)
+
+
+def _tstage_comparison(result):
+    """Pooled out-of-fold AUC of each model with its DeLong CI, then the paired DeLong test between them."""
+    import pandas as pd
+
+    from esoct.tstage.cv import MODEL_NAMES
+
+    rows = []
+    for model, pooled in result.pooled.items():
+        rows.append({"model": MODEL_NAMES.get(model, model), "n": pooled["n"], "AUC (95 % CI)": str(pooled["auc"]),
+                     **{m: round(float(pooled[m]), 3) for m in ("accuracy", "sensitivity", "specificity", "f1")
+                        if m in pooled}})
+    d = result.delong
+    if d is not None:
+        rows.append({"model": "ResoLSTM-Depth minus ResNet-18 (DeLong)", "n": rows[0]["n"] if rows else None,
+                     "AUC (95 % CI)": f"{d.difference.estimate:+.3f} ({d.difference.low:+.3f} to "
+                                      f"{d.difference.high:+.3f}), z = {d.z:.2f}, p = {d.p_value:.4f}"})
+    return pd.DataFrame(rows)
 
 
 def _tstage_4class(config: StudyConfig, out: Path, client) -> None:
