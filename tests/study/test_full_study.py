@@ -90,6 +90,20 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
     page = (out / "report.html").read_text()
     assert "Lymph-node metastasis" in page and "Kaplan-Meier" in page and "http://" not in page
 
+    # the study's models as a bundle, run on one patient with its reference label map
+    bundle, case = cohort / "bundle_all", cohort / "case_all"
+    assert main(["export", str(out), "--out", str(bundle)]) == 0
+    row = manifest.iloc[0]
+    assert main(["predict", "--bundle", str(bundle), "--input", str(cohort / "cohort" / row["image_pre"]),
+                 "--mask", str(cohort / "cohort" / row["mask_pre"]), "--out", str(case), "-q"]) == 0
+    capsys.readouterr()
+    prediction = json.loads((case / "prediction.json").read_text())
+    assert {k: v["status"] for k, v in prediction["components"].items()} == {
+        k: "ok" for k in ("segmentation", "tstage", "tstage4", "lnm", "survival", "gradcam")}
+    assert sum(prediction["components"]["tstage4"]["probabilities"].values()) == pytest.approx(1.0)
+    assert 0 <= prediction["components"]["lnm"]["probability"] <= 1
+    assert any(c.startswith("node_") for c in __import__("joblib").load(bundle / "lnm" / "model.joblib")["columns"])
+
     # a second run: every task is reused, nothing is rewritten
     stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.csv")}
     code = main(["run", path, "--out", str(out), "-q"])

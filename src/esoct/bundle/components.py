@@ -175,13 +175,19 @@ def load_radiomics_model(bundle: Bundle, task: str) -> dict:
 
 
 def radiomics_row(doc: dict, image: Volume, labels: Volume, case_id: str = "case"):
-    """One-row DataFrame of the model's ``columns`` extracted from the tumour (PyRadiomics names)."""
+    """One-row DataFrame of the model's ``columns``: tumour radiomics (PyRadiomics names), and lymph-node
+    features (``node_*``, :func:`esoct.features.nodes.node_features`) when the model uses them."""
     import pandas as pd
 
     from esoct.features.radiomics import RadiomicsExtractor
 
     features = RadiomicsExtractor(doc["radiomics_params"]).extract(image, labels, label=int(doc.get("label", 1)),
                                                                    patient=case_id)
+    if doc.get("node_settings") is not None:
+        from esoct.features.nodes import NodeSettings, node_features
+
+        nodes = node_features(image, labels, case_id, settings=NodeSettings(**doc["node_settings"]))
+        features = {**features, **nodes.features}
     missing = [c for c in doc["columns"] if c not in features]
     if missing:
         raise InputError(f"the radiomics extraction did not give the model's feature(s) {', '.join(missing[:5])}"

@@ -51,7 +51,8 @@ _TASK_SUBJECT = {
 
 _FOLD_KEYS = ("folds", "n_folds", "n_splits")
 _HANDLED = {"enabled", "models", "model", *_FOLD_KEYS, "cv", "n_bootstrap", "n_estimators", "preset", "seed",
-            "spacing", "patch", "epochs", "iterations", "max_train_patients", "krt_size", "krt_spacing"}
+            "spacing", "patch", "epochs", "iterations", "max_train_patients", "krt_size", "krt_spacing",
+            "node_features", "tumour_weight"}
 
 
 def software_versions() -> list[tuple[str, str]]:
@@ -190,9 +191,9 @@ _TASK_DETAIL = {
         "A residual 3D U-Net with deep supervision (nnU-Net-style plan from the training centres' fingerprint) was "
         f"trained on at most {t['max_train_patients']} training-centre patients for {t['epochs']} epochs of "
         f"{t['iterations']} steps on {_mm(t['patch'])}-voxel patches at {_mm(t['spacing'])} mm (z x y x x), with a "
-        "focal + soft Dice loss and foreground patches drawn four times as often on the tumour. It segmented every "
-        "test-centre patient (sliding window, Gaussian weighting), scored by Dice, IoU, HD95 and ASSD (MONAI's "
-        "definitions) and volume agreement (Pearson r, Bland-Altman)."),
+        f"focal + soft Dice loss and foreground patches drawn {t.get('tumour_weight', 4):g} times as often on the "
+        "tumour as on each organ. It segmented every test-centre patient (sliding window, Gaussian weighting), "
+        "scored by Dice, IoU, HD95 and ASSD (MONAI's definitions) and volume agreement (Pearson r, Bland-Altman)."),
     "tstage_4class": lambda t: (
         f"Each tumour was cropped in a KRT box of {_mm(t['krt_size'])} voxels at {_mm(t['krt_spacing'])} mm around "
         "its centre of mass (reference label map), normalised with nnU-Net's CT scheme, and classified by a residual "
@@ -201,7 +202,10 @@ _TASK_DETAIL = {
         "bootstrap CI, precision, recall, specificity, NPV and F1 (Table 8 layout); Grad-CAM on the last encoder "
         "stage."),
     "lnm": lambda t: (
-        "Features: PyRadiomics features of the tumour on the baseline CT. Inside each training fold: median "
+        "Features: PyRadiomics features of the tumour on the baseline CT"
+        + (" and, per patient, the lymph nodes' count, volume, sphericity, elasticity-map (DEM) entropy and "
+           "box-counting fractal dimension (largest node and mean over nodes)" if t.get("node_features", True) else "")
+        + ". Inside each training fold: median "
         "imputation, removal of constant features, correlation filter (|r| > 0.9), standardisation, LASSO-logistic "
         "selection (penalty by inner cross-validated AUC) and logistic regression. The model refitted on all "
         "training-centre patients was applied to the external test centres with the threshold chosen by Youden's "

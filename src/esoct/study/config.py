@@ -46,6 +46,7 @@ _SCHEMA = {
             "epochs": (int, 30),
             "iterations": (int, 10),
             "max_train_patients": (int, 16),
+            "tumour_weight": ((int, float), 4.0),
         },
         "tstage_binary": {
             "enabled": (bool, True),
@@ -64,6 +65,7 @@ _SCHEMA = {
         "lnm": {
             "enabled": (bool, True),
             "folds": (int, 5),
+            "node_features": (bool, True),
         },
         "survival": {
             "enabled": (bool, True),
@@ -86,6 +88,7 @@ _MINIMUM = {
     ("tasks", "segmentation", "epochs"): 1,
     ("tasks", "segmentation", "iterations"): 1,
     ("tasks", "segmentation", "max_train_patients"): 2,
+    ("tasks", "segmentation", "tumour_weight"): 1,
     ("tasks", "tstage_4class", "folds"): 2,
     ("tasks", "tstage_4class", "epochs"): 1,
     ("tasks", "tstage_4class", "viewer_cases"): 0,
@@ -124,6 +127,7 @@ tasks:
     epochs: 30
     iterations: 10             # optimiser steps per epoch
     max_train_patients: 16
+    tumour_weight: 4           # foreground patches centre on the tumour this many times as often as on an organ
   tstage_binary:               # T1-2 vs T3-4 from 2D ROI sequences (ResoLSTM-Depth paper)
     enabled: true
     models: [resolstm, resnet]
@@ -139,6 +143,7 @@ tasks:
   lnm:                         # lymph-node metastasis from the tumour's baseline radiomics
     enabled: true
     folds: 5
+    node_features: true        # also the nodes' volume, shape, elasticity-map entropy and fractal dimension
   survival:                    # overall survival, the longitudinal paper's six models
     enabled: true
     n_estimators: 400          # trees per random survival forest

@@ -1,14 +1,15 @@
 """Lymph-node metastasis from the tumour's pre-treatment radiomics: cross-validation, external test, model file.
 
 Pipeline (every data-dependent step inside the training fold): PyRadiomics features of the
-tumour (label 1) on the baseline CT -> median imputation -> near-constant features dropped ->
+tumour (label 1) on the baseline CT and the lymph nodes' features (label 4: count, volume,
+sphericity, elasticity-map entropy, fractal dimension; :mod:`esoct.features.nodes`) -> median imputation -> near-constant features dropped ->
 |r| > 0.9 correlation filter -> standardisation -> LASSO-logistic selection (C by inner
 cross-validated AUC, at least one feature kept) -> logistic regression. Patient-level stratified
 folds on the training centres give out-of-fold probabilities; the model refitted on every training
 patient predicts the external test centres, with the threshold chosen (Youden) on the training
 out-of-fold probabilities only.
 
-Outputs in the study directory: ``features/radiomics_lnm.parquet``, ``results/lnm/`` (``folds.json``,
+Outputs in the study directory: ``features/radiomics_lnm.parquet``, ``features/nodes.parquet``, ``results/lnm/`` (``folds.json``,
 ``predictions.csv``, ``metrics.csv``, ``selected_features.csv``, ``metrics.json``, figures ROC,
 calibration, decision curve, confusion) and ``models/lnm/model.joblib`` (the contract of
 :mod:`esoct.bundle`).
@@ -16,6 +17,7 @@ calibration, decision curve, confusion) and ``models/lnm/model.joblib`` (the con
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,7 @@ def run_lnm_study(
     workers: int | None = None,
     scheduler=None,
     progress: bool = True,
+    node_features: bool = True,
 ) -> LnmStudy:
     """Run the lymph-node metastasis task of a study.
 
@@ -126,6 +129,9 @@ def run_lnm_study(
         Dask scheduler address or client for the feature extraction.
     progress : bool
         Progress bars.
+    node_features : bool
+        Add the lymph nodes' features (label 4: count, volume, sphericity, elasticity-map entropy,
+        fractal dimension; :mod:`esoct.features.nodes`) to the tumour radiomics.
 
     Returns
     -------
@@ -147,6 +153,16 @@ def run_lnm_study(
                               failures_csv=out / "features" / "failures_lnm.csv", label=1)
     failures = {r.patient_id: r.reason for r in features.failures.itertuples()}
     X = feature_matrix(features.table[features.table["timepoint"] == "pre"])
+    node_settings = None
+    if node_features:
+        from esoct.features.nodes import NodeSettings, node_features_cohort
+
+        node_settings = NodeSettings()
+        nodes = node_features_cohort(manifest_path, settings=node_settings, progress=progress,
+                                     failures_csv=out / "features" / "failures_nodes.csv")
+        nodes.table.to_parquet(out / "features" / "nodes.parquet")
+        failures.update({r.patient_id: r.reason for r in nodes.failures.itertuples()})
+        X = X.join(nodes.table.set_index("patient_id").astype(float), how="inner")
     info = manifest.set_index("patient_id").loc[X.index]
     y = pd.to_numeric(info["lnm"], errors="coerce")
     usable = y.notna()
@@ -199,6 +215,7 @@ def run_lnm_study(
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump({"format": MODEL_FORMAT, "task": "lnm", "estimator": final, "columns": list(X.columns),
                  "radiomics_params": RadiomicsExtractor(params).params, "label": 1, "threshold": threshold,
+                 "node_settings": None if node_settings is None else dataclasses.asdict(node_settings),
                  "description": "probability of lymph-node metastasis from the tumour's baseline radiomics "
                                 "(LASSO-logistic selection + logistic regression), threshold Youden on the "
                                 "training centres' out-of-fold probabilities"}, model_dir / "model.joblib")

@@ -235,7 +235,8 @@ def _segmentation(config: StudyConfig, out: Path, client) -> None:
 
     t = config.task("segmentation")
     settings = SegmentationSettings(spacing=tuple(t["spacing"]), patch=tuple(t["patch"]), epochs=t["epochs"],
-                                    iterations=t["iterations"], max_train_patients=t["max_train_patients"])
+                                    iterations=t["iterations"], max_train_patients=t["max_train_patients"],
+                                    tumour_weight=float(t["tumour_weight"]))
     result = run_segmentation_study(config.manifest, out, test_centers=config.settings["cohort"]["test_centers"],
                                     settings=settings, seed=config.settings["seed"], progress=False, scheduler=client)
     n = result.per_patient["patient_id"].nunique() if not result.per_patient.empty else 0
@@ -330,9 +331,11 @@ def _lnm(config: StudyConfig, out: Path, client) -> None:
     s, t = config.settings, config.task("lnm")
     run_lnm_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
                   folds=t["folds"], seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client,
-                  progress=False)
+                  progress=False, node_features=t["node_features"])
     write_report_spec(out / "results" / "lnm", "Lymph-node metastasis", 4,
-                      "Tumour radiomics of the baseline CT; imputation, correlation filter, LASSO-logistic selection "
+                      "Tumour radiomics of the baseline CT" + (" and lymph-node features (volume, sphericity, "
+                      "elasticity-map entropy, fractal dimension)" if t["node_features"] else "") + "; imputation, "
+                      "correlation filter, LASSO-logistic selection "
                       f"and logistic regression fitted inside each of {t['folds']} patient-level folds of the training "
                       "centres, then refitted on all of them for the external test centres; the threshold is "
                       "Youden's on the training out-of-fold probabilities.",
