@@ -71,9 +71,22 @@ def dask_client(scheduler=None, workers: int | None = None, *, timeout_s: float 
         client.close()
 
 
+def _quiet_distributed() -> None:
+    """Keep Dask's INFO chatter (scheduler start, connections) off the terminal unless esoct logs at INFO.
+
+    distributed sets its own loggers to INFO when it is imported, so this runs after the import.
+    """
+    if logging.getLogger("esoct").getEffectiveLevel() > logging.INFO:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                     "distributed.worker", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextmanager
 def _local_cluster(workers: int | None):
     from distributed import Client, LocalCluster
+
+    _quiet_distributed()
 
     n = int(workers or min(os.cpu_count() or 1, MAX_LOCAL_WORKERS))
     if n < 1:
@@ -91,6 +104,8 @@ def _local_cluster(workers: int | None):
 
 def _connect(address: str, timeout_s: float):
     from distributed import Client
+
+    _quiet_distributed()
 
     try:
         return Client(address, timeout=f"{float(timeout_s)}s")
