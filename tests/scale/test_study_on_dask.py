@@ -25,7 +25,7 @@ def test_lnm_and_survival_on_a_local_cluster_equal_the_serial_run(tmp_path):
     doc = {"seed": 2, "cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]},
            "radiomics": {"params": "params.yaml", "workers": 1},
            "tasks": {"segmentation": {"enabled": False}, "tstage_binary": {"enabled": False},
-                     "tstage_4class": {"enabled": False}, "lnm": {"folds": 2},
+                     "tstage_4class": {"enabled": False}, "lnm": {"folds": 2, "features": "tumour+nodes"},
                      "survival": {"n_estimators": 10, "n_bootstrap": 20, "cv": 2}}}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(doc))
     config = load_study(tmp_path / "study.yaml")

@@ -123,7 +123,7 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
 
 
 def test_a_killed_run_resumes_with_the_same_numbers(cohort):
-    tasks = {"lnm": {"folds": 3}}
+    tasks = {"lnm": {"folds": 3, "features": "tumour+nodes"}}  # tumour radiomics: a stage with a per-scan cache
     clean = cohort / "study_clean"
     assert main(["run", _study(cohort, "clean", tasks), "--out", str(clean), "-q"]) == 0
     killed = cohort / "study_killed"

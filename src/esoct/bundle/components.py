@@ -181,8 +181,10 @@ def radiomics_row(doc: dict, image: Volume, labels: Volume, case_id: str = "case
 
     from esoct.features.radiomics import RadiomicsExtractor
 
-    features = RadiomicsExtractor(doc["radiomics_params"]).extract(image, labels, label=int(doc.get("label", 1)),
-                                                                   patient=case_id)
+    features = {}
+    if doc.get("radiomics_params") is not None:  # a nodes-only model has no tumour radiomics
+        features = RadiomicsExtractor(doc["radiomics_params"]).extract(image, labels, label=int(doc.get("label", 1)),
+                                                                       patient=case_id)
     if doc.get("node_settings") is not None:
         from esoct.features.nodes import NodeSettings, node_features
 

@@ -52,7 +52,7 @@ _TASK_SUBJECT = {
 _FOLD_KEYS = ("folds", "n_folds", "n_splits")
 _HANDLED = {"enabled", "models", "model", *_FOLD_KEYS, "cv", "n_bootstrap", "n_estimators", "preset", "seed",
             "spacing", "patch", "epochs", "iterations", "max_train_patients", "krt_size", "krt_spacing",
-            "node_features", "tumour_weight"}
+            "features", "tumour_weight"}
 
 
 def software_versions() -> list[tuple[str, str]]:
@@ -202,9 +202,13 @@ _TASK_DETAIL = {
         "bootstrap CI, precision, recall, specificity, NPV and F1 (Table 8 layout); Grad-CAM on the last encoder "
         "stage."),
     "lnm": lambda t: (
-        "Features: PyRadiomics features of the tumour on the baseline CT"
-        + (" and, per patient, the lymph nodes' count, volume, sphericity, elasticity-map (DEM) entropy and "
-           "box-counting fractal dimension (largest node and mean over nodes)" if t.get("node_features", True) else "")
+        "Features on the baseline CT: "
+        + {"nodes": "per patient, the lymph nodes' count, volume, sphericity, elasticity-map (DEM) entropy and "
+                    "box-counting fractal dimensions (largest node, mean over nodes)",
+           "tumour": "PyRadiomics features of the tumour",
+           "tumour+nodes": "PyRadiomics features of the tumour and the lymph nodes' count, volume, sphericity, "
+                           "elasticity-map (DEM) entropy and fractal dimensions"}.get(t.get("features", "nodes"),
+                                                                                     str(t.get("features")))
         + ". Inside each training fold: median "
         "imputation, removal of constant features, correlation filter (|r| > 0.9), standardisation, LASSO-logistic "
         "selection (penalty by inner cross-validated AUC) and logistic regression. The model refitted on all "

@@ -65,7 +65,7 @@ _SCHEMA = {
         "lnm": {
             "enabled": (bool, True),
             "folds": (int, 5),
-            "node_features": (bool, True),
+            "features": (str, "nodes"),
         },
         "survival": {
             "enabled": (bool, True),
@@ -80,6 +80,7 @@ _SCHEMA = {
 }
 
 _CHOICES = {
+    ("tasks", "lnm", "features"): {"nodes", "tumour", "tumour+nodes"},
     ("tasks", "tstage_binary", "models"): {"resolstm", "resnet"},
     ("tasks", "tstage_binary", "preset"): {"fast", "paper"},
 }
@@ -140,10 +141,11 @@ tasks:
     krt_size: [32, 32, 32]     # KRT box z, y, x in voxels
     krt_spacing: [4.0, 2.0, 2.0]   # its spacing in mm (128 x 64 x 64 mm)
     viewer_cases: 4            # patients shown in the report's case viewer with their Grad-CAM
-  lnm:                         # lymph-node metastasis from the tumour's baseline radiomics
+  lnm:                         # lymph-node metastasis (0/1) from the baseline CT
     enabled: true
     folds: 5
-    node_features: true        # also the nodes' volume, shape, elasticity-map entropy and fractal dimension
+    features: nodes            # nodes: the nodes' volume, shape, elasticity-map entropy, fractal dimensions (RLN paper);
+                               # tumour: the tumour's radiomics; tumour+nodes: both
   survival:                    # overall survival, the longitudinal paper's six models
     enabled: true
     n_estimators: 400          # trees per random survival forest

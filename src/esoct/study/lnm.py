@@ -1,8 +1,9 @@
 """Lymph-node metastasis from the tumour's pre-treatment radiomics: cross-validation, external test, model file.
 
-Pipeline (every data-dependent step inside the training fold): PyRadiomics features of the
-tumour (label 1) on the baseline CT and the lymph nodes' features (label 4: count, volume,
-sphericity, elasticity-map entropy, fractal dimension; :mod:`esoct.features.nodes`) -> median imputation -> near-constant features dropped ->
+Pipeline (every data-dependent step inside the training fold): the lymph nodes' features on the
+baseline CT (label 4: count, volume, sphericity, elasticity-map entropy, fractal dimensions;
+:mod:`esoct.features.nodes`; the RLN paper's approach, the default) and/or the PyRadiomics features of
+the tumour (label 1) -> median imputation -> near-constant features dropped ->
 |r| > 0.9 correlation filter -> standardisation -> LASSO-logistic selection (C by inner
 cross-validated AUC, at least one feature kept) -> logistic regression. Patient-level stratified
 folds on the training centres give out-of-fold probabilities; the model refitted on every training
@@ -28,6 +29,9 @@ import pandas as pd
 from esoct.errors import InputError
 
 MODEL_FORMAT = "esoct-radiomics-model/1"
+
+#: Feature sets of the LNM model: the nodes' own features (the RLN paper), the tumour's radiomics, or both.
+FEATURE_SETS = ("nodes", "tumour", "tumour+nodes")
 
 
 @dataclass
@@ -105,7 +109,7 @@ def run_lnm_study(
     workers: int | None = None,
     scheduler=None,
     progress: bool = True,
-    node_features: bool = True,
+    features: str = "nodes",
 ) -> LnmStudy:
     """Run the lymph-node metastasis task of a study.
 
@@ -129,9 +133,10 @@ def run_lnm_study(
         Dask scheduler address or client for the feature extraction.
     progress : bool
         Progress bars.
-    node_features : bool
-        Add the lymph nodes' features (label 4: count, volume, sphericity, elasticity-map entropy,
-        fractal dimension; :mod:`esoct.features.nodes`) to the tumour radiomics.
+    features : {"nodes", "tumour", "tumour+nodes"}
+        ``nodes`` (default, as the RLN paper): the lymph nodes' features (label 4: count, volume,
+        sphericity, elasticity-map entropy, fractal dimensions; :mod:`esoct.features.nodes`);
+        ``tumour``: PyRadiomics features of the tumour; ``tumour+nodes``: both.
 
     Returns
     -------
@@ -147,14 +152,18 @@ def run_lnm_study(
     res_dir, model_dir = out / "results" / "lnm", out / "models" / "lnm"
     res_dir.mkdir(parents=True, exist_ok=True)
     manifest = pd.read_csv(manifest_path, dtype={"patient_id": str, "center": str})
-    features = extract_cohort(manifest_path, out / "features" / "radiomics_lnm.parquet", params=params,
-                              timepoints=("pre",), workers=workers, scheduler=scheduler, progress=progress,
-                              cache_dir=out / "features" / "cache" / "radiomics",
-                              failures_csv=out / "features" / "failures_lnm.csv", label=1)
-    failures = {r.patient_id: r.reason for r in features.failures.itertuples()}
-    X = feature_matrix(features.table[features.table["timepoint"] == "pre"])
+    if features not in FEATURE_SETS:
+        raise InputError(f"LNM features must be one of {FEATURE_SETS}, got {features!r}")
+    failures, parts = {}, []
+    if "tumour" in features:
+        tumour = extract_cohort(manifest_path, out / "features" / "radiomics_lnm.parquet", params=params,
+                                timepoints=("pre",), workers=workers, scheduler=scheduler, progress=progress,
+                                cache_dir=out / "features" / "cache" / "radiomics",
+                                failures_csv=out / "features" / "failures_lnm.csv", label=1)
+        failures.update({r.patient_id: r.reason for r in tumour.failures.itertuples()})
+        parts.append(feature_matrix(tumour.table[tumour.table["timepoint"] == "pre"]))
     node_settings = None
-    if node_features:
+    if "nodes" in features:
         from esoct.features.nodes import NodeSettings, node_features_cohort
 
         node_settings = NodeSettings()
@@ -162,7 +171,8 @@ def run_lnm_study(
                                      failures_csv=out / "features" / "failures_nodes.csv")
         nodes.table.to_parquet(out / "features" / "nodes.parquet")
         failures.update({r.patient_id: r.reason for r in nodes.failures.itertuples()})
-        X = X.join(nodes.table.set_index("patient_id").astype(float), how="inner")
+        parts.append(nodes.table.set_index("patient_id").astype(float))
+    X = parts[0] if len(parts) == 1 else parts[0].join(parts[1], how="inner")
     info = manifest.set_index("patient_id").loc[X.index]
     y = pd.to_numeric(info["lnm"], errors="coerce")
     usable = y.notna()
@@ -214,10 +224,11 @@ def run_lnm_study(
 
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump({"format": MODEL_FORMAT, "task": "lnm", "estimator": final, "columns": list(X.columns),
-                 "radiomics_params": RadiomicsExtractor(params).params, "label": 1, "threshold": threshold,
+                 "radiomics_params": RadiomicsExtractor(params).params if "tumour" in features else None,
+                 "label": 1, "threshold": threshold,
                  "node_settings": None if node_settings is None else dataclasses.asdict(node_settings),
-                 "description": "probability of lymph-node metastasis from the tumour's baseline radiomics "
-                                "(LASSO-logistic selection + logistic regression), threshold Youden on the "
+                 "description": f"probability of lymph-node metastasis from baseline features ({features}; "
+                                "LASSO-logistic selection + logistic regression), threshold Youden on the "
                                 "training centres' out-of-fold probabilities"}, model_dir / "model.joblib")
     return LnmStudy(predictions, metrics, selected, failures)
 

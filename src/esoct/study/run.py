@@ -331,11 +331,12 @@ def _lnm(config: StudyConfig, out: Path, client) -> None:
     s, t = config.settings, config.task("lnm")
     run_lnm_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
                   folds=t["folds"], seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client,
-                  progress=False, node_features=t["node_features"])
+                  progress=False, features=t["features"])
     write_report_spec(out / "results" / "lnm", "Lymph-node metastasis", 4,
-                      "Tumour radiomics of the baseline CT" + (" and lymph-node features (volume, sphericity, "
-                      "elasticity-map entropy, fractal dimension)" if t["node_features"] else "") + "; imputation, "
-                      "correlation filter, LASSO-logistic selection "
+                      {"nodes": "Lymph-node features of the baseline CT (count, volume, sphericity, elasticity-map "
+                                 "entropy, fractal dimensions)", "tumour": "Tumour radiomics of the baseline CT",
+                       "tumour+nodes": "Tumour radiomics and lymph-node features of the baseline CT"}[t["features"]]
+                      + "; imputation, correlation filter, LASSO-logistic selection "
                       f"and logistic regression fitted inside each of {t['folds']} patient-level folds of the training "
                       "centres, then refitted on all of them for the external test centres; the threshold is "
                       "Youden's on the training out-of-fold probabilities.",
