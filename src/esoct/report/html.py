@@ -200,22 +200,17 @@ def _section_for(folder: Path, status: dict, study_dir: Path) -> tuple[float, st
     else:
         tables = [{"file": p.name, "caption": p.name} for p in csvs]
         figures = [{"file": f"figures/{p.name}", "caption": p.name} for p in pngs]
-    for table in tables:
-        if not isinstance(table, dict) or "file" not in table:
-            continue
-        path = _inside(folder, table["file"])
-        if path is None or not path.is_file():
-            parts.append(f'<p class="esoct-note">table {_esc(table["file"])} is missing.</p>')
-        else:
-            parts.append(csv_table_html(path, str(table.get("caption", ""))))
-    for fig in figures:
-        if not isinstance(fig, dict) or "file" not in fig:
-            continue
-        path = _inside(folder, fig["file"])
-        if path is None or not path.is_file():
-            parts.append(f'<p class="esoct-note">figure {_esc(fig["file"])} is missing.</p>')
-        else:
-            parts.append(figure_html(path, str(fig.get("caption", "")), str(fig.get("kind", ""))))
+    render = {"table": lambda path, item: csv_table_html(path, str(item.get("caption", ""))),
+              "figure": lambda path, item: figure_html(path, str(item.get("caption", "")), str(item.get("kind", "")))}
+    for what, items in (("table", tables), ("figure", figures)):
+        for item in items:
+            if not isinstance(item, dict) or "file" not in item:
+                continue
+            path = _inside(folder, item["file"])
+            if path is None or not path.is_file():
+                parts.append(f'<p class="esoct-note">{what} {_esc(item["file"])} is missing.</p>')
+            else:
+                parts.append(render[what](path, item))
     parts.append("</section>")
     return order, title, folder.name, "\n".join(parts)
 
