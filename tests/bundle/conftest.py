@@ -19,7 +19,7 @@ RADIOMICS_PARAMS = {
 LNM_COLUMNS = ["original_shape_MeshVolume", "original_shape_Sphericity"]
 SURV_COLUMNS = ["original_shape_MeshVolume", "original_shape_SurfaceArea"]
 KRT = {"size_zyx": [16, 32, 32], "spacing_zyx": [5.0, 2.0, 2.0],
-       "normalization": {"scheme": "CT", "clip_low": -200.0, "clip_high": 300.0, "mean": 50.0, "sd": 250.0}}
+       "normalization": {"scheme": "CT", "clip_low": -200.0, "clip_high": 300.0, "mean": 50.0, "std": 250.0}}
 
 
 def _segmenter(path: Path) -> None:

@@ -82,7 +82,7 @@ def test_plan_box_with_resampling_and_whole_volume_input():
 def test_ct_normalisation_clips_and_scales():
     out = normalize_ct(np.array([-1024.0, 50.0, 300.0, 2000.0]))
     assert np.allclose(out, [-1.0, 0.0, 1.0, 1.0])
-    plan_norm = {"clip_low": -100.0, "clip_high": 100.0, "mean": 0.0, "sd": 50.0}
+    plan_norm = {"clip_low": -100.0, "clip_high": 100.0, "mean": 0.0, "std": 50.0}
     assert np.allclose(normalize_ct(np.array([-500.0, 25.0]), plan_norm), [-2.0, 0.5])
-    with pytest.raises(InputError, match="lacks 'sd'"):
+    with pytest.raises(InputError, match="lacks 'std'"):
         normalize_ct(np.zeros(3), {"clip_low": 0, "clip_high": 1, "mean": 0})

@@ -89,7 +89,7 @@ def test_fingerprint_classes_intensities_boxes_and_stages(cohort, fingerprint):
     inten = fingerprint.intensity
     assert inten["n_voxels"] == inten["n_sampled"] == values.size
     assert inten["mean"] == pytest.approx(values.mean(), rel=1e-12)
-    assert inten["sd"] == pytest.approx(values.std(), rel=1e-10)
+    assert inten["std"] == pytest.approx(values.std(), rel=1e-10)
     p = np.percentile(values, [0.5, 50, 99.5])
     assert (inten["percentile_00_5"], inten["percentile_50_0"], inten["percentile_99_5"]) == pytest.approx(tuple(p))
     assert (inten["min"], inten["max"]) == (values.min(), values.max())
@@ -212,7 +212,7 @@ def test_plan_from_the_phantom_fingerprint(fingerprint):
     assert plan.krt_crop_size == tuple(expected)
     inten = fingerprint.intensity
     assert plan.normalization == {"scheme": "CT", "clip_low": inten["percentile_00_5"], "clip_high": inten["percentile_99_5"],
-                                  "mean": inten["mean"], "sd": inten["sd"]}
+                                  "mean": inten["mean"], "std": inten["std"]}
     assert plan.class_loss_weights == class_loss_weights(fingerprint.t_stage_counts)
     assert plan.krt_reference_size == (128, 64, 64)
 

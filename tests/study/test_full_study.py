@@ -46,7 +46,8 @@ def _study(root, name, tasks, workers=1) -> str:
 
 
 TINY = {
-    "segmentation": {"epochs": 1, "iterations": 2, "max_train_patients": 4, "patch": [16, 32, 32]},
+    "segmentation": {"stage1_epochs": 1, "stage2_epochs": 1, "iterations": 2, "max_train_patients": 4,
+                     "stage1_patch": [16, 32, 32], "stage2_patch": [16, 32, 32], "base_features": 4},
     "tstage_binary": {"models": ["resolstm"], "folds": 2},
     "tstage_4class": {"folds": 2, "epochs": 1, "krt_size": [16, 16, 16], "krt_spacing": [8.0, 4.0, 4.0],
                       "viewer_cases": 2},
@@ -71,7 +72,19 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
         spec = json.loads((out / "results" / folder / "report.json").read_text())
         assert spec["tables"] or spec["figures"], folder
         assert (out / "results" / folder / "done.json").is_file()
-    assert (out / "models" / "segmentation" / "segmenter.pt").is_file()
+    seg_models = out / "models" / "segmentation"
+    assert sorted(p.name for p in seg_models.iterdir()) == ["cascade.json", "stage1.pt", "stage1_plan.json", "stage2.pt",
+                                                            "stage2_plan.json"]
+    # the saved plans are what was trained: the study file's patch overrides are in them
+    for stage in ("stage1", "stage2"):
+        plan = json.loads((seg_models / f"{stage}_plan.json").read_text())
+        assert plan["patch_size"] == [16, 32, 32] and plan["features_per_stage"][0] == 4
+    nnunet = out / "results" / "segmentation" / "nnunet"
+    assert sorted(p.name for p in nnunet.iterdir() if p.is_dir()) == ["Dataset501_EsophagusCT",
+                                                                      "Dataset502_EsophagusCTCascadeCrops"]
+    nodes = pd.read_csv(out / "results" / "segmentation" / "nodes.csv")
+    assert len(nodes) > 0 and set(nodes["station"]) <= {"right_rln", "left_rln", "subcarinal", "paraesophageal",
+                                                          "paratracheal", "lower_paraesophageal", ""}
     assert sorted(p.name for p in (out / "models" / "tstage4").iterdir()) == ["fold-0", "fold-1"]
     assert (out / "models" / "lnm" / "model.joblib").is_file() and (out / "models" / "survival" / "model.joblib").is_file()
     seg = pd.read_csv(out / "results" / "segmentation" / "per_patient.csv", dtype={"patient_id": str})

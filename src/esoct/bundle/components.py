@@ -37,8 +37,51 @@ def label_summary(labels: Volume) -> dict:
             for v in np.unique(arr) if v != 0}
 
 
+#: Plausibility limits of a predicted label map (:func:`segmentation_sanity`). Mediastinal node counts in
+#: esophageal-cancer CT series stay well under 25 visible nodes; esophageal tumours rarely exceed 150 ml.
+SANITY_LIMITS = {"max_nodes": 25, "max_node_ml": 60.0, "max_tumour_ml": 300.0}
+
+
+def segmentation_sanity(labels: Volume, limits: dict | None = None) -> dict:
+    """Node count and volumes of a predicted label map against :data:`SANITY_LIMITS`.
+
+    A map that fails is noise to the components downstream (minutes of radiomics on hundreds of
+    spurious "nodes", survival features of a tumour the size of the heart), so ``esoct predict``
+    skips them and says why.
+
+    Parameters
+    ----------
+    labels : Volume
+        uint8 label map ``(z, y, x)`` with the nn-TransEC classes.
+    limits : dict, optional
+        Overrides of :data:`SANITY_LIMITS`.
+
+    Returns
+    -------
+    dict
+        ``status`` ("ok" or "failed"), ``nodes`` (26-connected components of label 4),
+        ``node_ml``, ``tumour_ml`` and ``problems`` (one sentence each).
+    """
+    from scipy import ndimage
+
+    lim = {**SANITY_LIMITS, **(limits or {})}
+    arr = labels.array
+    ml = labels.voxel_volume_mm3 / 1000.0
+    n_nodes = int(ndimage.label(arr == 4, structure=np.ones((3, 3, 3)))[1])
+    node_ml, tumour_ml = float((arr == 4).sum() * ml), float((arr == 1).sum() * ml)
+    problems = []
+    if n_nodes > lim["max_nodes"]:
+        problems.append(f"{n_nodes} lymph-node components (more than {lim['max_nodes']}): the segmentation is not plausible")
+    if node_ml > lim["max_node_ml"]:
+        problems.append(f"lymph nodes total {node_ml:.1f} ml (more than {lim['max_node_ml']:g} ml)")
+    if tumour_ml > lim["max_tumour_ml"]:
+        problems.append(f"tumour of {tumour_ml:.1f} ml (more than {lim['max_tumour_ml']:g} ml)")
+    return {"status": "failed" if problems else "ok", "nodes": n_nodes, "node_ml": round(node_ml, 3),
+            "tumour_ml": round(tumour_ml, 3), "problems": problems}
+
+
 def segment(bundle: Bundle, image: Volume) -> Volume:
-    """Label map of ``image`` by the bundle's segmenter, uint8 on the input grid (0 background .. 5 pericardium).
+    """Label map of ``image`` by the bundle's segmenter (the cascade, or one network), uint8 on the input grid.
 
     Parameters
     ----------
@@ -52,11 +95,11 @@ def segment(bundle: Bundle, image: Volume) -> Volume:
     Volume
         Same shape, spacing, origin and direction as ``image``.
     """
-    from esoct.segment.inference import load_segmenter, predict_volume
+    from esoct.segment.cascade import CASCADE_FILE, load_segmentation
 
-    weights = [f for f in bundle.files("segmentation") if f.name == "segmenter.pt"]
-    segmenter = load_segmenter(weights[0], device="cpu")
-    labels, _ = predict_volume(segmenter, image, amp=False)
+    files = {f.name: f for f in bundle.files("segmentation")}
+    model = load_segmentation(files[CASCADE_FILE] if CASCADE_FILE in files else files["segmenter.pt"])
+    labels, _ = model.predict(image)
     return labels
 
 

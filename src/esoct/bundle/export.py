@@ -2,7 +2,9 @@
 
 What is taken from the study directory (components that are absent are left out)::
 
-    models/segmentation/segmenter.pt       -> segmentation/segmenter.pt
+    models/segmentation/cascade.json, stage1.pt, stage2.pt, stage{1,2}_plan.json
+                                           -> segmentation/...   (the two-stage cascade)
+    models/segmentation/segmenter.pt       -> segmentation/segmenter.pt   (a one-stage network)
     models/tstage/<kind>/fold-<k>/best.pt  -> tstage/<kind>/fold-<k>/best.pt   (kind resolstm, resnet)
     models/tstage4/fold-<k>/model.pt       -> tstage4/fold-<k>/model.pt
     models/lnm/model.joblib                -> lnm/model.joblib
@@ -14,12 +16,14 @@ everything else with patient data (features, predictions, caches) is never copie
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
 from esoct.bundle.manifest import MANIFEST_NAME, make_manifest, write_manifest
 from esoct.errors import InputError
+from esoct.segment.cascade import CASCADE_FILE
 
 TSTAGE_KINDS = ("resolstm", "resnet")
 RADIOMICS_FORMAT = "esoct-radiomics-model/1"
@@ -100,10 +104,18 @@ def find_components(study_dir: str | Path) -> dict[str, dict]:
     """
     models = Path(study_dir) / "models"
     found: dict[str, dict] = {}
-    seg = models / "segmentation" / "segmenter.pt"
-    if seg.is_file():
+    seg_dir = models / "segmentation"
+    if (seg_dir / CASCADE_FILE).is_file():  # the two-stage cascade: both networks, both plans, the joining rules
+        names = [CASCADE_FILE, "stage1.pt", "stage2.pt", "stage1_plan.json", "stage2_plan.json"]
+        found["segmentation"] = {
+            "sources": {f"segmentation/{n}": seg_dir / n for n in names if (seg_dir / n).is_file()},
+            "settings": {"cascade": json.loads((seg_dir / CASCADE_FILE).read_text()),
+                         "stage1": _segmentation_settings(seg_dir / "stage1.pt"),
+                         "stage2": _segmentation_settings(seg_dir / "stage2.pt")}}
+    elif (seg_dir / "segmenter.pt").is_file():
+        seg = seg_dir / "segmenter.pt"
         found["segmentation"] = {"sources": {"segmentation/segmenter.pt": seg}, "settings": _segmentation_settings(seg)}
-        plan = models / "segmentation" / "plan.json"  # the nnU-Net-style plan the network was configured from
+        plan = seg_dir / "plan.json"  # the nnU-Net-style plan the network was configured from
         if plan.is_file():
             found["segmentation"]["sources"]["segmentation/plan.json"] = plan
     sources, kinds = {}, {}

@@ -202,7 +202,10 @@ def _segmentation_step(bundle: Bundle, case: CaseInput, out: Path, mask: str | P
                                      "reason": "the bundle has no segmenter and no --mask was given"})
         return None
     files = [write_image(labels, out / "segmentation.nii.gz").name]
-    result = {"status": "ok", "source": source, "files": files, "volumes_ml": comp.label_summary(labels)}
+    result = {"status": "ok", "source": source, "files": files, "volumes_ml": comp.label_summary(labels),
+              "sanity": comp.segmentation_sanity(labels)}
+    for problem in result["sanity"]["problems"]:
+        log.warning("%s: %s", case.case_id, problem)
     summary.set("segmentation", result)
     if case.kind == "dicom":
         from esoct.bundle.dicom_seg import write_dicom_seg
@@ -319,8 +322,12 @@ def predict_case(
             summary.set(name, {"status": "not in bundle"})
             continue
         bar.set_postfix_str(name)
+        sanity = summary.doc["components"].get("segmentation", {}).get("sanity", {})
         if labels is None:
             results[name] = {"status": "skipped", "reason": "no segmentation"}
+        elif sanity.get("status") == "failed" and mask is None:
+            results[name] = {"status": "skipped", "reason": "the predicted segmentation failed the sanity check: "
+                                                            + "; ".join(sanity["problems"])}
         else:
             try:
                 results[name], extra = comp.RUNNERS[name](bundle, case.image, labels, case.case_id)

@@ -22,7 +22,7 @@ from esoct.preprocess.roi.pipelines import krt_inputs
 TUMOUR_LABEL, ESOPHAGUS_LABEL = 1, 3
 
 #: Fixed CT normalisation used when no plan is given: clip to [-200, 300] HU, then (HU - 50) / 250.
-DEFAULT_NORMALIZATION = {"scheme": "CT", "clip_low": -200.0, "clip_high": 300.0, "mean": 50.0, "sd": 250.0}
+DEFAULT_NORMALIZATION = {"scheme": "CT", "clip_low": -200.0, "clip_high": 300.0, "mean": 50.0, "std": 250.0}
 
 
 def krt_crop(
@@ -134,14 +134,16 @@ def whole_volume(image: Volume, size_zyx) -> np.ndarray:
 
 
 def normalize_ct(array, normalization: dict | None = None) -> np.ndarray:
-    """nnU-Net CT normalisation: clip to ``[clip_low, clip_high]`` HU, then ``(HU - mean) / sd``.
+    """nnU-Net CT normalisation: clip to ``[clip_low, clip_high]`` HU, then ``(HU - mean) / std``.
+
+    The same normaliser as the segmentation network's (:meth:`esoct.segment.data.Preprocessing.normalise`).
 
     Parameters
     ----------
     array : array-like
         HU values, any shape (e.g. a crop ``(z, y, x)``).
     normalization : dict, optional
-        ``Plan.normalization`` (keys ``clip_low``, ``clip_high``, ``mean``, ``sd`` in HU); default
+        ``Plan.normalization`` (keys ``clip_low``, ``clip_high``, ``mean``, ``std`` in HU); default
         :data:`DEFAULT_NORMALIZATION`.
 
     Returns
@@ -149,11 +151,11 @@ def normalize_ct(array, normalization: dict | None = None) -> np.ndarray:
     numpy.ndarray
         float32, same shape.
     """
+    from esoct.segment.data import Preprocessing
+
     n = DEFAULT_NORMALIZATION if normalization is None else normalization
     try:
-        low, high, mean, sd = (float(n[k]) for k in ("clip_low", "clip_high", "mean", "sd"))
+        low, high, mean, std = (float(n[k]) for k in ("clip_low", "clip_high", "mean", "std"))
     except KeyError as exc:
-        raise InputError(f"CT normalisation lacks {exc.args[0]!r}; expected clip_low, clip_high, mean, sd") from None
-    if not sd > 0:
-        raise InputError(f"CT normalisation sd must be positive, got {sd}")
-    return ((np.clip(np.asarray(array, dtype=np.float32), low, high) - mean) / sd).astype(np.float32)
+        raise InputError(f"CT normalisation lacks {exc.args[0]!r}; expected clip_low, clip_high, mean, std") from None
+    return Preprocessing((1.0, 1.0, 1.0), low, high, mean, std).normalise(array)

@@ -188,12 +188,21 @@ def _mm(values) -> str:
 
 _TASK_DETAIL = {
     "segmentation": lambda t: (
-        "A residual 3D U-Net with deep supervision (nnU-Net-style plan from the training centres' fingerprint) was "
-        f"trained on at most {t['max_train_patients']} training-centre patients for {t['epochs']} epochs of "
-        f"{t['iterations']} steps on {_mm(t['patch'])}-voxel patches at {_mm(t['spacing'])} mm (z x y x x), with a "
-        f"focal + soft Dice loss and foreground patches drawn {t.get('tumour_weight', 4):g} times as often on the "
-        "tumour as on each organ. It segmented every test-centre patient (sliding window, Gaussian weighting), "
-        "scored by Dice, IoU, HD95 and ASSD (MONAI's definitions) and volume agreement (Pearson r, Bland-Altman)."),
+        "A two-stage 3D U-Net cascade (nnU-Net's 3d_lowres -> 3d_cascade_fullres, residual encoder, deep supervision) "
+        "was planned from the training centres' fingerprint and trained on at most "
+        f"{t['max_train_patients']} training-centre patients: stage 1 on the whole CT at the lowres spacing "
+        f"({_mm(t['stage1_spacing']) + ' mm, set in the study file' if t.get('stage1_spacing') else 'the plan rule'}) "
+        f"for {t['stage1_epochs']} epochs of {t['iterations']} steps (aorta, esophagus, pericardium); stage 2 on a box "
+        "along stage 1's esophagus, dilated by a margin derived from the lymph-node stations, at the spacing the plan "
+        f"rules chose on those boxes for {t['stage2_epochs']} epochs, with stage 1's organs as input channels "
+        "(tumour, esophagus, lymph nodes). Loss: focal + soft Dice; a third of the patches centred on a foreground "
+        f"voxel, the tumour and the nodes drawn {t.get('tumour_weight', 2):g} and {t.get('node_weight', 2):g} times as "
+        "often as an organ. Post-processing kept one component per organ and removed node components under "
+        f"{t.get('min_node_mm3', 30):g} mm^3. Every test-centre patient was segmented (sliding window, Gaussian "
+        "weighting) and scored by Dice, IoU, HD95 and ASSD (MONAI's definitions), volume agreement (Pearson r, "
+        "Bland-Altman) and, per lymph node, detection (Dice > 0.1 or centroid inside), sensitivity by short axis "
+        "(Wilson CIs), false positives per patient and FROC. Stage-1 predictions on the training patients, not "
+        "cross-fitted ones as nnU-Net uses, defined the training boxes and context channels of stage 2."),
     "tstage_4class": lambda t: (
         f"Each tumour was cropped in a KRT box of {_mm(t['krt_size'])} voxels at {_mm(t['krt_spacing'])} mm around "
         "its centre of mass (reference label map), normalised with nnU-Net's CT scheme, and classified by a residual "

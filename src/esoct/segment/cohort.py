@@ -38,8 +38,9 @@ def segment_cohort(
     Parameters
     ----------
     segmenter_path : str or Path
-        Training checkpoint (:func:`esoct.segment.training.train_segmentation`), read with
-        :func:`esoct.segment.inference.load_segmenter` by every task.
+        A cascade folder (:func:`esoct.segment.cascade.write_cascade`) or a training checkpoint
+        (:func:`esoct.segment.training.train_segmentation`), read with
+        :func:`esoct.segment.cascade.load_segmentation` by every task.
     manifest_path : str or Path
         Cohort manifest; the ``image_<timepoint>`` column is segmented.
     out_dir : str or Path
@@ -78,8 +79,8 @@ def segment_cohort(
     from esoct.study.runner import run_per_patient
 
     segmenter_path = Path(segmenter_path).resolve()
-    if not segmenter_path.is_file():
-        raise InputError("segmentation checkpoint not found", segmenter_path)
+    if not segmenter_path.exists():
+        raise InputError("segmentation model not found (a cascade folder or a checkpoint)", segmenter_path)
     manifest = load_manifest(manifest_path)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,39 +102,57 @@ def segment_patient(pid: str, *, segmenter_path: str, manifest, out_dir: str, ti
                     postprocess: bool = True, device: str | None = None) -> str:
     """Segment one patient's ``image_<timepoint>`` and write its label map (runs where the task lands).
 
+    With a cascade, stage 1's own label map is written beside it (``<id>_<timepoint>_stage1.nii.gz``)
+    so that each stage can be scored.
+
     Returns
     -------
     str
-        The written file. The file is written under a temporary name and renamed, so an
+        The written file. Files are written under a temporary name and renamed, so an
         interrupted run never leaves a partial label map that would be taken as done.
     """
     import torch
 
-    from esoct.io.imageio import read_image, write_image
-    from esoct.segment.inference import predict_volume
+    from esoct.io.imageio import read_image
 
     torch.set_num_threads(1)
     image_path = manifest.resolve(pid, f"image_{timepoint}")
     if image_path is None:
         raise InputError(f"manifest cell image_{timepoint} is empty", manifest.path, pid)
     image = read_image(image_path, patient=pid)
-    segmenter = _segmenter(segmenter_path, device)
-    labels, _ = predict_volume(segmenter, image, postprocess=postprocess, device=next(segmenter.model.parameters()).device)
+    model = _segmenter(segmenter_path, device)
+    labels, info = model.predict(image, postprocess=postprocess, patient=pid)
     target = output_path(out_dir, pid, timepoint)
-    tmp = target.with_name(f".{target.name[:-len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
-    write_image(labels, tmp)
-    os.replace(tmp, target)
+    if "stage1_labels" in info:
+        _write_atomic(info["stage1_labels"], stage1_path(out_dir, pid, timepoint))
+    _write_atomic(labels, target)
     return str(target)
 
 
-def _segmenter(path: str, device: str | None):
-    """The segmenter of ``path`` on ``device``, loaded once per process (reloaded when the file changes)."""
-    from esoct.segment.inference import load_segmenter
+def stage1_path(out_dir: str | Path, patient_id: str, timepoint: str = "pre") -> Path:
+    """``<out_dir>/<patient_id>_<timepoint>_stage1.nii.gz``: a cascade's stage-1 label map."""
+    return Path(out_dir) / f"{patient_id}_{timepoint}_stage1.nii.gz"
 
-    st = os.stat(path)
+
+def _write_atomic(volume, target: Path) -> None:
+    from esoct.io.imageio import write_image
+
+    tmp = target.with_name(f".{target.name[:-len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
+    write_image(volume, tmp)
+    os.replace(tmp, target)
+
+
+def _segmenter(path: str, device: str | None):
+    """The segmentation model of ``path`` (cascade folder or checkpoint) on ``device``, loaded once per process.
+
+    Reloaded when the file (a cascade's ``cascade.json``) changes.
+    """
+    from esoct.segment.cascade import CASCADE_FILE, is_cascade, load_segmentation
+
+    key_file = Path(path) / CASCADE_FILE if is_cascade(path) and Path(path).is_dir() else Path(path)
+    st = os.stat(key_file)
     key = (path, st.st_size, st.st_mtime_ns, device)
     if key not in _SEGMENTERS:
         _SEGMENTERS.clear()
-        _SEGMENTERS[key] = load_segmenter(path, device=device)
+        _SEGMENTERS[key] = load_segmentation(path, device=device)
     return _SEGMENTERS[key]
-

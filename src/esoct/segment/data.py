@@ -66,7 +66,7 @@ class Preprocessing:
     def from_plan(cls, plan) -> "Preprocessing":
         """From an :class:`esoct.segment.plan.Plan` (``target_spacing`` and ``normalization``)."""
         n = plan.normalization
-        return cls(tuple(plan.target_spacing), n["clip_low"], n["clip_high"], n["mean"], n["sd"])
+        return cls(tuple(plan.target_spacing), n["clip_low"], n["clip_high"], n["mean"], n["std"])
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":

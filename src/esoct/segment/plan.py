@@ -193,7 +193,7 @@ class Fingerprint:
     intensity : dict
         Foreground (label > 0) CT values, HU: ``percentile_00_5``, ``percentile_50_0``,
         ``percentile_99_5`` (from up to ``intensity_samples_per_case`` voxels per case drawn
-        with ``seed``, pooled, like nnU-Net), and ``mean``, ``sd`` (population SD), ``min``,
+        with ``seed``, pooled, like nnU-Net), and ``mean``, ``std`` (population SD), ``min``,
         ``max``, ``n_voxels`` over all foreground voxels exactly.
     class_voxel_counts : dict name -> int
         Voxels of each class over the cohort.
@@ -459,7 +459,7 @@ def _pool_intensity(cases: list[dict]) -> dict:
         "percentile_50_0": float(p50),
         "percentile_99_5": float(p995),
         "mean": float(mean),
-        "sd": float(math.sqrt(m2 / n)),
+        "std": float(math.sqrt(m2 / n)),
         "min": float(min(c["min"] for c in cases)),
         "max": float(max(c["max"] for c in cases)),
         "n_voxels": int(n),
@@ -675,7 +675,7 @@ class Plan:
     krt_crop_size : tuple of int
         KRT classification box, voxels at ``target_spacing``, ``(z, y, x)``.
     normalization : dict
-        ``scheme`` ("CT"), ``clip_low``, ``clip_high`` (HU), ``mean``, ``sd`` (HU).
+        ``scheme`` ("CT"), ``clip_low``, ``clip_high`` (HU), ``mean``, ``std`` (HU).
     class_loss_weights : dict
         alpha_2 per T stage.
     alpha_rule : str
@@ -802,6 +802,8 @@ def make_plan(
     krt_percentile: float = 95.0,
     alpha_rule: str = "rank_reversed",
     focal_gamma: float = 2.0,
+    spacing=None,
+    patch_size=None,
 ) -> Plan:
     """Derive the training plan from a fingerprint by the rules of the module docstring.
 
@@ -831,6 +833,12 @@ def make_plan(
         Rule 7.
     focal_gamma : float
         gamma_2 of the classification focal loss.
+    spacing : sequence of 3 float, optional
+        Override of rule 1: this target spacing, mm ``(z, y, x)`` (a study file's or a cascade
+        stage's); the rest of the plan follows from it.
+    patch_size : sequence of 3 int, optional
+        Override of rule 4's patch, voxels ``(z, y, x)``: the topology (rule 3) is derived from it
+        and it is padded to a multiple of ``2 ** n_pool``; the batch size still follows the budget.
 
     Returns
     -------
@@ -841,7 +849,10 @@ def make_plan(
     InputError
         The budget cannot hold ``min_batch_size`` patches of the smallest topology.
     """
-    spacing, aniso_axis = target_spacing(fingerprint.spacings, fingerprint.shapes, anisotropy_threshold)
+    if spacing is None:
+        spacing, aniso_axis = target_spacing(fingerprint.spacings, fingerprint.shapes, anisotropy_threshold)
+    else:
+        spacing, aniso_axis = _triple(spacing, "spacing"), None
     sp_cases = np.asarray(fingerprint.spacings, dtype=float)
     shp_cases = np.asarray(fingerprint.shapes, dtype=float)
     resampled = shp_cases * sp_cases / np.asarray(spacing)
@@ -858,7 +869,10 @@ def make_plan(
     def memory(p, s, f, b):
         return estimate_activation_bytes(p, s, f, b, bytes_per_activation)
 
-    while memory(padded, strides, feats, min_batch_size) > budget:
+    if patch_size is not None:
+        n_pool, strides, kernels, padded = network_topology(spacing, _triple(patch_size, "patch_size", int), min_edge)
+        feats = features_per_stage(len(strides), base_features, max_features)
+    while patch_size is None and memory(padded, strides, feats, min_batch_size) > budget:
         axis = int(np.argmax([p / m for p, m in zip(padded, median_shape)]))
         step = 2 ** n_pool[axis]
         if padded[axis] - step < 1:
@@ -884,7 +898,7 @@ def make_plan(
         "clip_low": inten["percentile_00_5"],
         "clip_high": inten["percentile_99_5"],
         "mean": inten["mean"],
-        "sd": inten["sd"],
+        "std": inten["std"],
     }
     return Plan(
         target_spacing=spacing,

@@ -41,12 +41,20 @@ _SCHEMA = {
     "tasks": {
         "segmentation": {
             "enabled": (bool, True),
-            "spacing": (list, [5.0, 4.0, 4.0]),
-            "patch": (list, [24, 48, 48]),
-            "epochs": (int, 30),
-            "iterations": (int, 10),
-            "max_train_patients": (int, 16),
-            "tumour_weight": ((int, float), 4.0),
+            "stage1_spacing": ((list, type(None)), None),
+            "stage2_spacing": ((list, type(None)), None),
+            "stage1_patch": ((list, type(None)), None),
+            "stage2_patch": ((list, type(None)), None),
+            "base_features": (int, 16),
+            "memory_budget_mb": ((int, float), 150.0),
+            "stage1_epochs": (int, 20),
+            "stage2_epochs": (int, 40),
+            "iterations": (int, 20),
+            "margin_mm": ((list, type(None)), None),
+            "min_node_mm3": ((int, float), 30.0),
+            "max_train_patients": (int, 1000),
+            "tumour_weight": ((int, float), 2.0),
+            "node_weight": ((int, float), 2.0),
         },
         "tstage_binary": {
             "enabled": (bool, True),
@@ -86,10 +94,15 @@ _CHOICES = {
 }
 _MINIMUM = {
     ("scale", "workers"): 1,
-    ("tasks", "segmentation", "epochs"): 1,
+    ("tasks", "segmentation", "stage1_epochs"): 1,
+    ("tasks", "segmentation", "stage2_epochs"): 1,
     ("tasks", "segmentation", "iterations"): 1,
+    ("tasks", "segmentation", "base_features"): 2,
+    ("tasks", "segmentation", "memory_budget_mb"): 1,
+    ("tasks", "segmentation", "min_node_mm3"): 0,
     ("tasks", "segmentation", "max_train_patients"): 2,
     ("tasks", "segmentation", "tumour_weight"): 1,
+    ("tasks", "segmentation", "node_weight"): 1,
     ("tasks", "tstage_4class", "folds"): 2,
     ("tasks", "tstage_4class", "epochs"): 1,
     ("tasks", "tstage_4class", "viewer_cases"): 0,
@@ -121,14 +134,23 @@ scale:                         # cohort-wide stages (ROI extraction, radiomics, 
   workers: null                # worker processes of the local cluster (null: one per CPU, at most 4)
 
 tasks:
-  segmentation:                # 3D U-Net (nn-TransEC): trained on the training centres, scored on the test centres
-    enabled: true
-    spacing: [5.0, 4.0, 4.0]   # training spacing z, y, x in mm (CPU-sized; the paper plans about 5 x 0.8 x 0.8)
-    patch: [24, 48, 48]        # patch z, y, x in voxels
-    epochs: 30
-    iterations: 10             # optimiser steps per epoch
-    max_train_patients: 16
-    tumour_weight: 4           # foreground patches centre on the tumour this many times as often as on an organ
+  segmentation:                # two-stage 3D U-Net cascade (nn-TransEC): trained on the training centres, scored on the test centres
+    enabled: true              # stage 1: whole CT, coarse (organs); stage 2: box along the esophagus, fine (tumour, nodes)
+    stage1_spacing: null       # z, y, x mm; null = nnU-Net's lowres rule on the training centres' fingerprint
+    stage2_spacing: null       # null = the plan rules run on the stage-2 crops (median spacing)
+    stage1_patch: null         # z, y, x voxels; null = the plan's, fitted to memory_budget_mb
+    stage2_patch: null
+    base_features: 16          # channels of the first stage (nnU-Net: 32), doubling up to 128
+    memory_budget_mb: 150      # activation memory of one training step (sets the patch when it is null)
+    stage1_epochs: 20
+    stage2_epochs: 40
+    iterations: 20             # optimiser steps per epoch (2 patches each)
+    margin_mm: null            # crop dilation z, y, x mm around the esophagus; null = derived from the node stations
+    min_node_mm3: 30           # post-processing: smaller lymph-node components are removed
+    max_train_patients: 1000   # at most this many training-centre patients (file order)
+    tumour_weight: 2           # foreground patches centre on the tumour this many times as often as on an organ
+    node_weight: 2             # ... and on the lymph nodes
+    # every value actually used is written to models/segmentation/stage{1,2}_plan.json
   tstage_binary:               # T1-2 vs T3-4 from 2D ROI sequences (ResoLSTM-Depth paper)
     enabled: true
     models: [resolstm, resnet]
@@ -355,9 +377,12 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
             if counts.get(cls, 0) < folds:
                 problems.append(f"tasks.lnm.folds: {folds} folds need at least {folds} training-centre patients with "
                                 f"lnm = {cls}, the manifest has {counts.get(cls, 0)}")
-    for key, n in (("segmentation", "spacing"), ("segmentation", "patch"), ("tstage_4class", "krt_size"),
+    for key, n in (("segmentation", "stage1_spacing"), ("segmentation", "stage2_spacing"), ("segmentation", "stage1_patch"),
+                   ("segmentation", "stage2_patch"), ("segmentation", "margin_mm"), ("tstage_4class", "krt_size"),
                    ("tstage_4class", "krt_spacing")):
         value = tasks[key][n]
+        if value is None:
+            continue
         if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value):
             problems.append(f"tasks.{key}.{n}: must be three positive numbers (z, y, x), got {value!r}")
     if tasks["tstage_binary"]["enabled"] and "pT" in table.columns:

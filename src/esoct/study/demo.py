@@ -19,12 +19,9 @@ radiomics:
 tasks:
   segmentation:
     enabled: true
-    spacing: [5.0, 2.0, 2.0]
-    patch: [24, 64, 64]
-    epochs: 40
-    iterations: 15
-    max_train_patients: 12
-    tumour_weight: 10
+    stage1_epochs: 12
+    stage2_epochs: 30
+    iterations: 20
   tstage_binary:
     enabled: true
     models: [resolstm, resnet]

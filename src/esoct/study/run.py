@@ -231,23 +231,55 @@ def _sha256(path: Path) -> str:
 # ------------------------------------------------------------------------------ tasks
 def _segmentation(config: StudyConfig, out: Path, client) -> None:
     from esoct.study.report_spec import write_report_spec
-    from esoct.study.segmentation import SegmentationSettings, run_segmentation_study
+    from esoct.study.segmentation import run_segmentation_study
 
     t = config.task("segmentation")
-    settings = SegmentationSettings(spacing=tuple(t["spacing"]), patch=tuple(t["patch"]), epochs=t["epochs"],
-                                    iterations=t["iterations"], max_train_patients=t["max_train_patients"],
-                                    tumour_weight=float(t["tumour_weight"]))
     result = run_segmentation_study(config.manifest, out, test_centers=config.settings["cohort"]["test_centers"],
-                                    settings=settings, seed=config.settings["seed"], progress=False, scheduler=client)
+                                    settings=cascade_settings(t), seed=config.settings["seed"], progress=False,
+                                    scheduler=client)
     n = result.per_patient["patient_id"].nunique() if not result.per_patient.empty else 0
-    write_report_spec(out / "results" / "segmentation", "Segmentation (3D U-Net, nn-TransEC)", 1,
-                      f"A residual 3D U-Net with deep supervision was trained on the training centres "
-                      f"({t['epochs'] * t['iterations']} steps at {t['spacing']} mm) and segmented the {n} test patients; "
-                      "Dice, IoU, HD95 and ASSD per class equal MONAI's definitions.",
-                      [("summary.csv", "Test patients: mean (SD) per class"),
+    metrics = json.loads((out / "results" / "segmentation" / "metrics.json").read_text())
+    plans = metrics.get("plans", {})
+
+    def plan_text(stage: str) -> str:
+        p = plans.get(stage)
+        return "" if p is None else f"{' x '.join(f'{v:g}' for v in p['spacing'])} mm, patch {' x '.join(map(str, p['patch']))}"
+
+    write_report_spec(out / "results" / "segmentation", "Segmentation (two-stage 3D U-Net cascade, nn-TransEC)", 1,
+                      f"Stage 1 ({plan_text('stage1')}) segmented aorta, esophagus and pericardium on the whole CT; "
+                      f"stage 2 ({plan_text('stage2')}) segmented tumour, esophagus and lymph nodes in a box along "
+                      f"stage 1's esophagus dilated by {' x '.join(f'{v:g}' for v in cascade_settings(t).margin())} mm "
+                      "(z x y x x; from the node stations). Both were planned and trained on the training centres only "
+                      f"and segmented the {n} test patients. Dice, IoU, HD95 and ASSD per class equal MONAI's "
+                      "definitions; a lymph node counts as detected when a predicted component overlaps it with "
+                      "Dice > 0.1 or has its centroid inside it.",
+                      [("summary.csv", "Final (stage 2 pasted into stage 1): mean (SD) per class, test patients"),
+                       ("stage1_summary.csv", "Stage 1 alone (tumour counted as esophagus): mean (SD) per class"),
+                       ("node_detection.csv", "Lymph nodes per node: sensitivity by short axis (Wilson 95 % CI), "
+                                              "false positives per patient"),
+                       ("stations.csv", "Lymph nodes per station"),
                        ("volume_agreement.csv", "Volume agreement with the reference (Pearson r, Bland-Altman)")],
                       [("figures/volume_agreement.png", "Volumes: correlation (top) and Bland-Altman (bottom)",
-                        "bland_altman")])
+                        "bland_altman"),
+                       ("figures/froc.png", "Lymph-node FROC (minimum predicted node volume varied)", "froc"),
+                       ("figures/learning_curves.png", "Training loss of both stages", "learning_curves")])
+
+
+def cascade_settings(task: dict):
+    """The study file's ``tasks.segmentation`` as :class:`esoct.segment.cascade_training.CascadeSettings`."""
+    from esoct.segment.cascade_training import CascadeSettings
+
+    def triple(key):
+        return None if task.get(key) is None else tuple(task[key])
+
+    return CascadeSettings(
+        stage1_spacing=triple("stage1_spacing"), stage2_spacing=triple("stage2_spacing"),
+        stage1_patch=triple("stage1_patch"), stage2_patch=triple("stage2_patch"),
+        base_features=int(task["base_features"]), memory_budget_mb=float(task["memory_budget_mb"]),
+        stage1_epochs=int(task["stage1_epochs"]), stage2_epochs=int(task["stage2_epochs"]),
+        iterations=int(task["iterations"]), margin_mm=triple("margin_mm"), min_node_mm3=float(task["min_node_mm3"]),
+        max_train_patients=int(task["max_train_patients"]),
+        class_weights={1: float(task["tumour_weight"]), 4: float(task["node_weight"])})
 
 
 def _tstage_binary(config: StudyConfig, out: Path, client) -> None:
