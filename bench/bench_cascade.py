@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -282,8 +281,6 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_cascade_"))
     out.mkdir(parents=True, exist_ok=True)
-    import torch
-
     from esoct.io.manifest import load_manifest
     from esoct.phantom.cohort import generate_cohort
     from esoct.segment.cascade import write_cascade

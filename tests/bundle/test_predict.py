@@ -251,3 +251,42 @@ def test_bundle_without_segmenter_needs_a_mask(study, tmp_path):
     assert _run("--bundle", tmp_path / "bundle", "--input", study["image"], "--out", out, "--mask", study["mask"]) == 0
     doc = json.loads((out / "prediction.json").read_text())
     assert doc["components"]["lnm"]["status"] == "ok" and doc["components"]["segmentation"]["source"].startswith("given")
+
+
+def test_segmentation_sanity_counts_nodes_and_volumes():
+    from esoct.bundle.components import segmentation_sanity
+    from esoct.io.volume import Volume
+
+    arr = np.zeros((10, 60, 60), np.uint8)
+    for k in range(30):  # 30 isolated 1-voxel "nodes"
+        arr[(k % 5) * 2, (k // 5) * 8 + 2, 5] = 4
+    arr[:, 30:40, 30:40] = 1  # 10 x 10 x 10 voxels of 5 x 2 x 2 mm = 20 ml
+    doc = segmentation_sanity(Volume(arr, (5.0, 2.0, 2.0), (0.0, 0.0, 0.0)))
+    assert doc["nodes"] == 30 and doc["tumour_ml"] == pytest.approx(20.0) and doc["node_ml"] == pytest.approx(0.6)
+    assert doc["status"] == "failed" and doc["problems"] == [
+        "30 lymph-node components (more than 25): the segmentation is not plausible"]
+    doc = segmentation_sanity(Volume(arr, (5.0, 2.0, 2.0), (0.0, 0.0, 0.0)), {"max_nodes": 30, "max_tumour_ml": 10})
+    assert doc["problems"] == ["tumour of 20.0 ml (more than 10 ml)"]
+
+
+def test_implausible_segmentation_skips_the_downstream_components(study, tmp_path, monkeypatch):
+    """Hundreds of spurious nodes: no radiomics on noise, a clear reason in prediction.json, exit 1."""
+    import esoct.bundle.components as comp
+
+    mask = read_image(study["mask"])
+
+    def noisy(bundle, image):
+        arr = mask.array.copy()
+        free = np.argwhere(arr == 0)[::997][:200]
+        arr[tuple(free.T)] = 4
+        return mask.with_array(arr)
+
+    monkeypatch.setattr(comp, "segment", noisy)
+    out = tmp_path / "out"
+    assert _run("--bundle", study["bundle"], "--input", study["image"], "--out", out) == 1
+    doc = json.loads((out / "prediction.json").read_text())
+    sanity = doc["components"]["segmentation"]["sanity"]
+    assert sanity["status"] == "failed" and sanity["nodes"] > 25
+    for name in ("tstage", "tstage4", "lnm", "survival"):
+        assert doc["components"][name]["status"] == "skipped"
+        assert "sanity check" in doc["components"][name]["reason"]

@@ -68,7 +68,7 @@ def make_study(root: Path) -> dict:
             "survival": {"enabled": True, "n_estimators": 50, "n_bootstrap": 20, "cv": CV_SURVIVAL,
                          "deep_features": False},
             "lnm": {"enabled": True, "folds": 5, "classifier": "random_forest"},
-            "segmentation": {"enabled": False, "epochs": 3},
+            "segmentation": {"enabled": False, "stage2_epochs": 3},
         },
     }
     (study / "study.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -11,8 +11,8 @@ from esoct.io.manifest import load_manifest  # noqa: E402
 from esoct.io.volume import Volume  # noqa: E402
 from esoct.models.unet3d import UNet3D  # noqa: E402
 from esoct.segment.data import Augmentation, Case, PatchDataset, Preprocessing, load_case, load_cases  # noqa: E402
-from esoct.segment.inference import load_segmenter, predict_cascade, predict_volume  # noqa: E402
-from esoct.segment.training import TrainingConfig, train_cascade, train_segmentation  # noqa: E402
+from esoct.segment.inference import load_segmenter, predict_volume  # noqa: E402
+from esoct.segment.training import TrainingConfig, train_segmentation  # noqa: E402
 from esoct.train.device import seed_everything  # noqa: E402
 
 PREP = Preprocessing((2.0, 2.0, 2.0), -100.0, 300.0, 50.0, 100.0)
@@ -93,25 +93,6 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         train_segmentation(tiny_net(), bad, tmp_path / "c", config, preprocessing=PREP, progress=False)
     with pytest.raises(InputError, match="learning_rate"):
         train_segmentation(tiny_net(), dataset([case], other), tmp_path / "b", other, preprocessing=PREP, progress=False)
-
-
-def test_cascade_runs_end_to_end(tmp_path):
-    low_prep = Preprocessing((4.0, 4.0, 4.0), -100.0, 300.0, 50.0, 100.0)
-    image, labels = sphere_volume()
-    low = Case("s0", low_prep.image(image), low_prep.labels(labels))
-    full = Case("s0", PREP.image(image), PREP.labels(labels))
-    config = TrainingConfig(epochs=1, iterations_per_epoch=2, batch_size=1, seed=0)
-    stage1 = UNet3D(1, 2, channels=(4, 8, 8), strides=(1, 2, 2), deep_supervision=2)
-    stage2 = UNet3D(3, 2, channels=(4, 8, 8), strides=(1, 2, 2), deep_supervision=2)
-    s1, s2 = train_cascade([low], [full], stage1, stage2, preprocessing_low=low_prep, preprocessing_full=PREP,
-                           patch_size_low=(8, 8, 8), patch_size_full=(16, 16, 16), out_dir=tmp_path, config=config, progress=False)
-    assert (tmp_path / "stage1" / "checkpoint.pt").is_file() and (tmp_path / "stage2" / "checkpoint.pt").is_file()
-    assert s2.model.config["in_channels"] == 3 and s1.preprocessing.spacing_zyx == (4.0, 4.0, 4.0)
-    out = predict_cascade(s1, s2, image)
-    assert out.same_geometry(image, atol=0) and out.array.dtype == np.uint8
-    with pytest.raises(InputError, match="1 \\+ 2 input channels"):
-        train_cascade([low], [full], stage1, UNet3D(1, 2, channels=(4, 8), deep_supervision=1), preprocessing_low=low_prep,
-                      preprocessing_full=PREP, patch_size_low=(8, 8, 8), patch_size_full=(16, 16, 16), out_dir=tmp_path, config=config)
 
 
 def test_patches_are_seeded_and_foreground_biased():

@@ -310,39 +310,6 @@ def predict_volume(
     return labels, report
 
 
-def predict_cascade(
-    stage1: Segmenter,
-    stage2: Segmenter,
-    volume: Volume,
-    *,
-    tta: bool = False,
-    postprocess: bool = True,
-    min_tumour_ml: float = 0.5,
-    **kwargs,
-) -> Volume:
-    """Two-stage cascade: stage 1 at coarse spacing, its softmax upsampled as extra input channels of stage 2.
-
-    Parameters
-    ----------
-    stage1, stage2 : Segmenter
-        Low-resolution and full-resolution networks (:func:`esoct.segment.training.train_cascade`).
-    volume : Volume
-        CT in HU.
-    tta, postprocess, min_tumour_ml, kwargs
-        As in :func:`predict_volume` (``tta`` applies to both stages).
-
-    Returns
-    -------
-    Volume
-        uint8 label map on the input's grid.
-    """
-    probs1, grid1 = stage1.probabilities(volume, tta=tta, **kwargs)
-    grid2 = stage2.preprocessing.image(volume)
-    extra = resample_probabilities(probs1, grid1, grid2)
-    labels, _ = predict_volume(stage2, volume, extra=extra, tta=tta, postprocess=postprocess, min_tumour_ml=min_tumour_ml, **kwargs)
-    return labels
-
-
 def load_segmenter(path: str | Path, device: str | torch.device | None = None) -> Segmenter:
     """Rebuild a :class:`Segmenter` from a training checkpoint (:func:`esoct.segment.training.train_segmentation`).
 

@@ -18,7 +18,7 @@
   ``dataset.seed + rank``), gradients are averaged, and only rank 0 writes the checkpoint,
   ``history.json`` and ``train.log`` and shows progress. See ``docs/scale_out.md``.
 
-:func:`train_cascade` is the optional low-res -> full-res cascade (nnU-Net, nn-TransEC Fig. 5).
+:mod:`esoct.segment.cascade_training` builds the two-stage cascade (nn-TransEC Fig. 5) from it.
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from esoct.errors import InputError
-from esoct.segment.data import Augmentation, Case, PatchDataset, Preprocessing
-from esoct.segment.inference import Segmenter, resample_probabilities, sliding_window_probabilities
+from esoct.segment.data import PatchDataset, Preprocessing
+from esoct.segment.inference import Segmenter
 
 CHECKPOINT = "checkpoint.pt"
 # settings that may change between a run and its resumption (they do not change the result on CPU)
@@ -329,85 +328,3 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
             handler.close()
     model.eval()
     return TrainingResult(segmenter, history, ckpt, start)
-
-
-def stage1_probabilities(stage1: Segmenter, low: Case, full: Case, *, device=None) -> np.ndarray:
-    """Stage-1 softmax of a case, predicted on its coarse grid and upsampled (linear) onto its full-res grid.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n_classes, z, y, x)`` float32 on ``full.image``'s grid.
-    """
-    probs = sliding_window_probabilities(
-        stage1.model, low.image.array, stage1.patch_size, pad_value=stage1.preprocessing.background, device=device
-    )
-    return resample_probabilities(probs.numpy(), low.image, full.image)
-
-
-def train_cascade(
-    cases_low: Sequence[Case],
-    cases_full: Sequence[Case],
-    stage1_model: torch.nn.Module,
-    stage2_model: torch.nn.Module,
-    *,
-    preprocessing_low: Preprocessing,
-    preprocessing_full: Preprocessing,
-    patch_size_low: Sequence[int],
-    patch_size_full: Sequence[int],
-    out_dir: str | Path,
-    config: TrainingConfig | None = None,
-    augmentation: Augmentation | None = None,
-    foreground_fraction: float = 1.0 / 3.0,
-    progress: bool = True,
-) -> tuple[Segmenter, Segmenter]:
-    """Low-res -> full-res cascade: stage 1 on coarse cases, stage 2 on full-res cases + stage-1 softmax.
-
-    Stage 1 trains on ``cases_low`` (coarse spacing). Its softmax on each training case is then
-    upsampled to the full-resolution grid and appended as ``n_classes`` extra input channels of
-    stage 2 (``stage2_model`` must take ``1 + n_classes`` channels). Simplification: nnU-Net feeds
-    stage 2 with stage-1 predictions made by cross-validation (each case predicted by a model that
-    did not see it); here stage 1 predicts its own training cases, which makes its maps cleaner in
-    training than at test time.
-
-    Parameters
-    ----------
-    cases_low, cases_full : sequence of Case
-        The same patients (same order) preprocessed with ``preprocessing_low`` / ``preprocessing_full``.
-    stage1_model, stage2_model : UNet3D
-        ``in_channels`` 1 and ``1 + n_classes``.
-    preprocessing_low, preprocessing_full : Preprocessing
-    patch_size_low, patch_size_full : tuple of 3 int
-    out_dir : str or Path
-        ``stage1/`` and ``stage2/`` run folders (each resumable).
-    config, augmentation, foreground_fraction, progress
-        As in :func:`train_segmentation` and :class:`PatchDataset` (shared by both stages).
-
-    Returns
-    -------
-    (Segmenter, Segmenter)
-        Stage 1 and stage 2; predict with :func:`esoct.segment.inference.predict_cascade`.
-    """
-    config = config or TrainingConfig()
-    if [c.patient_id for c in cases_low] != [c.patient_id for c in cases_full]:
-        raise InputError("cases_low and cases_full must hold the same patients in the same order")
-    n_classes = stage1_model.n_classes
-    if stage2_model.config["in_channels"] != 1 + n_classes:
-        has = stage2_model.config["in_channels"]
-        raise InputError(f"stage 2 must take 1 + {n_classes} input channels (CT + stage-1 softmax), has {has}")
-    out_dir = Path(out_dir)
-    n_samples = config.iterations_per_epoch * config.batch_size
-
-    def dataset(cases, patch, prep):
-        return PatchDataset(cases, patch, n_samples, foreground_fraction=foreground_fraction, augmentation=augmentation,
-                            background=prep.background, seed=config.seed)
-
-    first = train_segmentation(stage1_model, dataset(cases_low, patch_size_low, preprocessing_low), out_dir / "stage1", config,
-                               preprocessing=preprocessing_low, progress=progress)
-    stage2_cases = [
-        Case(full.patient_id, full.image, full.labels, stage1_probabilities(first.segmenter, low, full, device=config.device))
-        for low, full in zip(cases_low, cases_full)
-    ]
-    second = train_segmentation(stage2_model, dataset(stage2_cases, patch_size_full, preprocessing_full), out_dir / "stage2", config,
-                                preprocessing=preprocessing_full, progress=progress)
-    return first.segmenter, second.segmenter

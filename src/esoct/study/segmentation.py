@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from esoct.errors import InputError
 from esoct.segment.cascade_training import CascadeSettings
 
 CLASSES = {1: "tumour", 2: "aorta", 3: "esophagus", 4: "lymph node", 5: "pericardium"}
