@@ -184,7 +184,7 @@ def test_segment_cohort_on_dask_equals_serial(cohort, client, tmp_path):
     output_path(tmp_path / "dask", table["patient_id"][0]).unlink()
     again = segment_cohort(ckpt, cohort, tmp_path / "dask", postprocess=False, scheduler=client, progress=False)
     assert list(again.results) == [table["patient_id"][0]] and len(again.skipped) == N_PATIENTS - 1
-    with pytest.raises(InputError, match="checkpoint not found"):
+    with pytest.raises(InputError, match="segmentation model not found"):
         segment_cohort(tmp_path / "missing.pt", cohort, tmp_path / "x", progress=False)
 
 

@@ -152,7 +152,7 @@ class CascadeSegmenter:
         return box, context_channels(lab.array)
 
     def predict(self, volume: Volume, *, device=None, tta: bool = False, postprocess: bool = True,
-                patient: str | None = None) -> tuple[Volume, dict]:
+                patient: str | None = None, stage1_labels: Volume | None = None) -> tuple[Volume, dict]:
         """Label map of a CT on its own grid, and what each stage did.
 
         Parameters
@@ -167,6 +167,9 @@ class CascadeSegmenter:
             Organ / tumour / node component rules after pasting.
         patient : str, optional
             Named in errors.
+        stage1_labels : Volume, optional
+            Stage 1's label map of this CT (on its grid) when already computed: stage 1 is not run
+            again (several stage-2 networks compared behind one stage 1).
 
         Returns
         -------
@@ -178,7 +181,12 @@ class CascadeSegmenter:
             ``removed`` (components removed per class).
         """
         t0 = time.perf_counter()
-        lab1, _ = predict_volume(self.stage1, volume, tta=tta, postprocess=True, min_tumour_ml=0.0, device=device)
+        if stage1_labels is None:
+            lab1, _ = predict_volume(self.stage1, volume, tta=tta, postprocess=True, min_tumour_ml=0.0, device=device)
+        else:
+            if not stage1_labels.same_geometry(volume):
+                raise InputError("the given stage-1 labels are not on the CT's grid", patient=patient)
+            lab1 = stage1_labels
         t1 = time.perf_counter()
         start, size = crop_box(lab1, self.margin_mm, patient=patient)
         box, extra = self.stage2_input(volume, lab1, start, size)
