@@ -165,6 +165,10 @@ def test_written_cascade_loads_and_predicts_on_the_input_grid(tiny_fit, tmp_path
     again, _ = fit.cascade.predict(image)
     assert np.array_equal(labels.array, again.array)
     assert info["stage1_labels"].same_geometry(image)
+    reused, _ = model.predict(image, stage1_labels=info["stage1_labels"])  # stage 1 given, not rerun
+    assert np.array_equal(reused.array, labels.array)
+    with pytest.raises(InputError, match="not on the CT's grid"):
+        model.predict(image, stage1_labels=info["stage1_labels"].crop((0, 0, 0), (4, 8, 8)))
     assert all(0 <= s and s + n <= d for s, n, d in zip(info["box_start"], info["box_size"], image.shape))
 
 

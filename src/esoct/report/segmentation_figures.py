@@ -62,7 +62,7 @@ def plot_learning_curves(histories: dict, path: str | Path, *, title: str = "Seg
             if not history:
                 continue
             losses = [h["loss"] if isinstance(h, dict) else float(h) for h in history]
-            ax.plot(np.arange(1, len(losses) + 1), losses, label=name)
+            ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=2.5, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss (focal + Dice, deep-supervised)")
         ax.set_title(title)

@@ -19,8 +19,8 @@ radiomics:
 tasks:
   segmentation:
     enabled: true
-    stage1_epochs: 12
-    stage2_epochs: 30
+    stage1_epochs: 8
+    stage2_epochs: 25
     iterations: 20
   tstage_binary:
     enabled: true

@@ -217,18 +217,20 @@ def _node_tables(manifest, patients, res_dir: Path) -> dict:
     nodes.drop(columns=["matched_components"]).to_csv(res_dir / "nodes.csv", index=False)
     preds.drop(columns=["matched_nodes"]).to_csv(res_dir / "node_predictions.csv", index=False)
     curve.to_csv(res_dir / "froc.csv", index=False)
-    rows = [{"short axis": "all", "nodes": summary["n_nodes"], "detected": summary["n_detected"],
+    rows = [{"short axis": "all", "nodes": int(summary["n_nodes"]), "detected": int(summary["n_detected"]),
              "sensitivity (95 % CI)": _ci_text(summary["sensitivity"], summary["sensitivity_ci"])},
-            {"short axis": ">= 5 mm", "nodes": summary["n_nodes_5mm"], "detected": None,
+            {"short axis": ">= 5 mm", "nodes": summary["n_nodes_5mm"],
+             "detected": int((nodes["detected"] & (nodes["short_axis_mm"] >= 5.0)).sum()),
              "sensitivity (95 % CI)": _ci_text(summary["sensitivity_5mm"], summary["sensitivity_5mm_ci"])}]
     for name, b in summary["sensitivity_by_size"].items():
-        rows.append({"short axis": f"{name} mm", "nodes": b["n"], "detected": b["detected"],
+        rows.append({"short axis": f"{name} mm", "nodes": int(b["n"]), "detected": int(b["detected"]),
                      "sensitivity (95 % CI)": f"{b['sensitivity']:.3f}" if b["n"] else "n/a"})
     table = pd.DataFrame(rows)
     table["false positives / patient"] = round(float(summary["fp_per_patient"]), 3)
     table.to_csv(res_dir / "node_detection.csv", index=False)
     if stations is not None or truth:
-        station_table(nodes).to_csv(res_dir / "stations.csv", index=False)
+        station_table(nodes).round({"sensitivity": 3, "median_short_axis_mm": 1}).to_csv(res_dir / "stations.csv",
+                                                                                        index=False)
     plot_froc(curve, res_dir / "figures" / "froc.png")
     return {k: v for k, v in summary.items()} | {"sensitivity_5mm_at_1fp": sensitivity_at_fp(curve, 1.0)}
 
