@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -255,18 +254,22 @@ def predict_timing(out: Path) -> dict:
     (study / "study.yaml").write_text("name: bench-cascade\nseed: 0\n")
     export_bundle(study, work / "bundle", force=True)
     esoct = Path(sys.executable).parent / "esoct"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(esoct), "predict", "--bundle", str(work / "bundle"), "--input", str(image), "--out",
-                           str(work / "prediction")], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # RUSAGE_CHILDREN of this process would include the training workers' peaks: a fresh launcher
+    # runs predict and reports the peak resident memory of that one child only.
+    launcher = ("import resource, subprocess, sys, time; t0 = time.perf_counter(); "
+                "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+                "sys.stderr.write(p.stderr); "
+                "print(p.returncode, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    proc = subprocess.run([sys.executable, "-c", launcher, str(esoct), "predict", "--bundle", str(work / "bundle"),
+                           "--input", str(image), "--out", str(work / "prediction")], capture_output=True, text=True)
+    code, seconds, peak_kb = proc.stdout.split()[-3:]
+    code, seconds, peak_kb = int(code), float(seconds), int(peak_kb)
     from esoct.io.imageio import read_image
 
     shape = read_image(image).shape
-    doc = json.loads((work / "prediction" / "prediction.json").read_text()) if proc.returncode in (0, 1) else {}
-    return {"seconds": round(seconds, 1), "peak_gb": round(max(peak_kb, before) / 2**20, 2), "shape_zyx": list(shape),
-            "exit_code": proc.returncode, "components": ["segmentation (cascade)"],
+    doc = json.loads((work / "prediction" / "prediction.json").read_text()) if code in (0, 1) else {}
+    return {"seconds": round(seconds, 1), "peak_gb": round(peak_kb / 2**20, 2), "shape_zyx": list(shape),
+            "exit_code": code, "components": ["segmentation (cascade)"],
             "segmentation": doc.get("components", {}).get("segmentation", {}).get("volumes_ml"), "stderr_tail": proc.stderr[-400:]}
 
 

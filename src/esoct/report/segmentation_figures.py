@@ -58,11 +58,15 @@ def plot_learning_curves(histories: dict, path: str | Path, *, title: str = "Seg
     with esoct_style():
         fig = new_figure((6.0, 4.0), layout="constrained")
         ax = fig.add_subplot()
-        for name, history in histories.items():
-            if not history:
-                continue
+        import matplotlib.pyplot as plt
+
+        n_colours = len(plt.rcParams["axes.prop_cycle"].by_key().get("color", [None]))
+        for i, (name, history) in enumerate(h for h in histories.items() if h[1]):
             losses = [h["loss"] if isinstance(h, dict) else float(h) for h in history]
-            ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=2.5, label=name)
+            # past the colour cycle the line style changes, so no two curves look alike;
+            # a run of a few epochs gets large markers so that it is seen at all
+            ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=2.5 if len(losses) > 5 else 6,
+                    linestyle=("-", "--", ":")[(i // max(n_colours, 1)) % 3], label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss (focal + Dice, deep-supervised)")
         ax.set_title(title)
