@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import sys
+from pathlib import Path
 
 from esoct.errors import EsoctError
 
@@ -65,6 +66,19 @@ def _cmd_roi(args) -> int:
     for reason in run.failures.values():
         print(f"failed: {reason}", file=sys.stderr)
     return EXIT_OK if run.ok else EXIT_PROBLEMS
+
+
+def _cmd_import(args) -> int:
+    from esoct.io.dicom_import import import_dicom_tree
+
+    report = import_dicom_tree(args.dicom_root, args.out, roi_map=args.roi_map, clinical=args.clinical,
+                               clinical_id_column=args.clinical_id_column, series_rule=args.series_rule,
+                               key=args.key, progress=not args.quiet)
+    print(report.to_text())
+    if report.key.resolve().parent == Path(args.out).resolve():
+        print(f"note: {report.key} links pseudonyms to PatientIDs: move it out of the cohort folder before sharing it",
+              file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def _cmd_demo(args) -> int:
@@ -151,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--krt-spacing", type=float, default=1.0, help="isotropic spacing of the KRT box, mm (default 1)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_roi)
+
+    s = sub.add_parser("import", help="import a DICOM tree (CT + RTSTRUCT/SEG + clinical table) into a cohort",
+                       description="Index a PACS export, choose the CT series per patient and time point, convert "
+                                   "RTSTRUCT / DICOM SEG contours to label maps, join the clinical table and write "
+                                   "manifest.csv with pseudonymous ids, a separate key file and import_report.json. "
+                                   "Every skipped file and series and every problem is listed.")
+    s.add_argument("dicom_root", help="top folder of the DICOM export")
+    s.add_argument("--out", required=True, help="cohort folder to write")
+    s.add_argument("--roi-map", default=None, help="YAML: esoct class -> ROI name patterns (default: built-in)")
+    s.add_argument("--clinical", default=None, help="clinical CSV, one row per patient (OS, DFS, centre...)")
+    s.add_argument("--clinical-id-column", default="patient_id", help="its column holding the DICOM PatientID")
+    s.add_argument("--series-rule", default="most-slices",
+                   help="CT series per study: most-slices (default), thinnest, or description:REGEX (e.g. venous)")
+    s.add_argument("--key", default=None, help="pseudonym key file (default OUT/key.csv)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_import)
 
     s = sub.add_parser("demo", help="run the whole study on a built-in phantom cohort and write its report",
                        description="Generate a phantom cohort (three centres), check it, run every task of a "

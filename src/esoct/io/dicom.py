@@ -9,6 +9,7 @@ duplicate slices are reported in words. No patient-identifying field is kept.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,9 +155,10 @@ def _group_key(ds) -> tuple:
             "" if number in (None, "") else str(number))
 
 
-def _scan(folder: Path) -> _FolderScan:
+def _scan(folder: Path, files: list[Path] | None = None) -> _FolderScan:
     scan = _FolderScan(groups={})
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    paths = sorted(p for p in folder.rglob("*") if p.is_file()) if files is None else sorted(Path(f) for f in files)
+    for path in paths:
         kind = _sniff(path)
         if kind == "other":
             continue
@@ -436,7 +438,34 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, patient
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("DICOM folder does not exist", folder, patient)
-    scan = _scan(folder)
+    return _read_scan(_scan(folder), folder, series_uid, patient)
+
+
+def read_dicom_files(files: list[str | Path], patient: str | None = None) -> DicomSeries:
+    """Read a DICOM CT series from an explicit list of files (one series, e.g. from a tree index).
+
+    Same reading rules and result as :func:`read_dicom_series`; when the files hold several
+    series, the CT series with most slices is read.
+
+    Parameters
+    ----------
+    files : list of str or Path
+        The series' files, in any order.
+    patient : str, optional
+        Pseudonymous patient id for error messages.
+
+    Returns
+    -------
+    DicomSeries
+    """
+    files = [Path(f) for f in files]
+    if not files:
+        raise InputError("no DICOM files given", None, patient)
+    folder = Path(os.path.commonpath([str(f.parent) for f in files]))
+    return _read_scan(_scan(folder, files), folder, None, patient)
+
+
+def _read_scan(scan: _FolderScan, folder: Path, series_uid: str | None, patient: str | None) -> DicomSeries:
     chosen, problems = _choose(scan, series_uid, folder, patient)
     slices, orientation_problems = _keep_main_orientation(chosen)
     problems += orientation_problems
