@@ -389,3 +389,14 @@ def test_real_mismatched_lung_label_is_a_geometry_error(tmp_path, shared_data):
     message = report.problems[0].message
     assert "size (x, y, z) (512, 512, 61) vs (512, 512, 48)" in message
     assert "spacing" in message and "origin" in message  # lung2 also has another pixel size and position
+
+
+def test_every_endpoint_pair_is_checked(tmp_path):
+    """dfs_months / dfs_event (and any <name>_months / <name>_event) are checked like os_*."""
+    root = tmp_path
+    rows = [_patient(root, "P1", dfs_months=-3, dfs_event=1), _patient(root, "P2", dfs_months=5, dfs_event="")]
+    report = check_manifest(_write_csv(root, rows))
+    problems = [(p.row, p.column, p.message) for p in report.problems]
+    assert any(r == 2 and c == "dfs_months" and m.startswith("dfs_months must be a time >= 0 in months, got")
+               for r, c, m in problems), problems
+    assert (3, "dfs_event", "dfs_event is empty but dfs_months is given: survival needs both") in problems

@@ -160,3 +160,17 @@ def test_cli_reports_study_file_mistakes_with_exit_code_2(cohort, tmp_path, caps
     assert main(["run", str(path), "--check"]) == 2
     err = capsys.readouterr().err
     assert "taskz: unknown key (did you mean 'tasks'?)" in err and "cohort.manifest: file not found" in err
+
+
+def test_survival_endpoint_must_be_a_column_pair_of_the_manifest(cohort):
+    doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]},
+           "tasks": {"tstage_4class": {"folds": 2}, "survival": {"endpoint": "dfs"}}}
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(cohort, doc))
+    assert ("tasks.survival.endpoint: 'dfs' needs the manifest column(s) ['dfs_months', 'dfs_event']; "
+            "endpoints in the manifest: os") in err.value.problems
+    doc["tasks"]["survival"]["endpoint"] = "DFS-1"
+    with pytest.raises(StudyFileError, match="endpoint names are lower-case letters and digits"):
+        load_study(_write(cohort, doc))
+    doc["tasks"]["survival"]["endpoint"] = "os"
+    assert load_study(_write(cohort, doc)).task("survival")["endpoint"] == "os"

@@ -116,3 +116,36 @@ def test_unknown_test_centre_is_refused_before_any_work(tmp_path, study):
     with pytest.raises(InputError, match="not in the manifest"):
         run_survival_study(study[3], tmp_path, test_centers="Mars", params=PARAMS, workers=1, progress=False)
     assert not (tmp_path / "features" / "radiomics.parquet").exists()
+
+
+def test_disease_free_survival_endpoint(study, tmp_path):
+    """endpoint='dfs' models dfs_months/dfs_event, not OS: the clinical C-index changes, the outputs say DFS."""
+    import shutil
+
+    from esoct.study.survival import fit_single_scan_model, run_survival_study
+
+    first, manifest, test_center, path = study
+    m = manifest.copy()
+    rng = np.random.default_rng(0)
+    m["dfs_months"] = np.round(m["os_months"] * rng.uniform(0.2, 1.0, len(m)), 1)
+    m["dfs_event"] = np.where(m["os_event"] == 1, 1, rng.integers(0, 2, len(m)))
+    dfs_path = path.parent / "manifest_dfs.csv"
+    m.to_csv(dfs_path, index=False)
+    out = tmp_path / "dfs_study"
+    (out / "features").mkdir(parents=True)
+    shutil.copytree(first.out_dir / "features" / "cache", out / "features" / "cache")
+    result = run_survival_study(dfs_path, out, test_centers=test_center, params=PARAMS, n_estimators=25,
+                                n_bootstrap=60, cv=3, seed=0, workers=1, progress=False, endpoint="dfs")
+    assert {"dfs_months", "dfs_event"} <= set(result.features.columns) and "os_months" not in result.features
+    dfs = m.set_index("patient_id").loc[result.features.index, "dfs_months"]
+    np.testing.assert_allclose(result.features["dfs_months"].to_numpy(), dfs.to_numpy())
+    doc = json.loads((out / "results" / "survival" / "metrics.json").read_text())
+    assert doc["endpoint"] == "dfs" and doc["endpoint_title"] == "disease-free survival (DFS)"
+    clin = lambda r: r.table2[(r.table2["model"] == "Clinical") & (r.table2["cohort"] == "train")]["c_index"].item()  # noqa: E731
+    assert clin(result) != pytest.approx(clin(first), abs=1e-9)
+    radiomics = pd.read_parquet(out / "features" / "radiomics.parquet")
+    fit_single_scan_model(radiomics, dfs_path, out, test_centers=[test_center], params=PARAMS, endpoint="dfs")
+    import joblib
+
+    model = joblib.load(out / "models" / "survival" / "model.joblib")
+    assert model["endpoint"] == "dfs" and model["description"].startswith("disease-free survival (DFS) risk")

@@ -715,16 +715,19 @@ class DeepFeatureTables:
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "timepoint", "reason"]))
 
 
-def manifest_targets(manifest, target: str = "survival") -> pd.DataFrame | pd.Series:
+def manifest_targets(manifest, target: str = "survival", endpoint: str = "os") -> pd.DataFrame | pd.Series:
     """Training targets of every manifest patient, indexed by ``patient_id``.
 
     Parameters
     ----------
     manifest : str, Path or Manifest
     target : str
-        ``"survival"``: a DataFrame with ``event`` (bool, from ``os_event``) and ``time``
-        (months, from ``os_months``); any other name: that column as a Series of labels
+        ``"survival"``: a DataFrame with ``event`` (bool, from ``<endpoint>_event``) and ``time``
+        (months, from ``<endpoint>_months``); any other name: that column as a Series of labels
         (e.g. ``"lnm"``, ``"pT"``).
+    endpoint : str
+        Time-to-event endpoint of the survival target (``os``, ``dfs``, ``pfs``...; see
+        :mod:`esoct.survival.endpoints`).
 
     Returns
     -------
@@ -739,11 +742,14 @@ def manifest_targets(manifest, target: str = "survival") -> pd.DataFrame | pd.Se
         dup = table.index[table.index.duplicated()][0]
         raise InputError("patient_id appears on several rows of the manifest", manifest.path, dup)
     if target == "survival":
-        missing = [c for c in ("os_event", "os_months") if c not in table.columns]
+        from esoct.survival.endpoints import endpoint_columns
+
+        time_col, event_col = endpoint_columns(endpoint)
+        missing = [c for c in (event_col, time_col) if c not in table.columns]
         if missing:
             raise InputError(f"the manifest lacks the survival column(s) {missing}", manifest.path)
-        event = pd.to_numeric(table["os_event"], errors="coerce")
-        time = pd.to_numeric(table["os_months"], errors="coerce")
+        event = pd.to_numeric(table[event_col], errors="coerce")
+        time = pd.to_numeric(table[time_col], errors="coerce")
         return pd.DataFrame({"event": event, "time": time})
     if target not in table.columns:
         raise InputError(f"the manifest has no column {target!r} to train on", manifest.path)

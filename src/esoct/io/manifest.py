@@ -336,11 +336,14 @@ def _check_binary(column: str):
     return check
 
 
-def _check_os_months(value) -> str | None:
-    months = _as_number(value)
-    if months is None or months < 0:
-        return f"os_months must be a survival time >= 0 in months, got {value!r}"
-    return None
+def _check_months(column: str):
+    def check(value) -> str | None:
+        months = _as_number(value)
+        if months is None or months < 0:
+            return f"{column} must be a time >= 0 in months, got {value!r}"
+        return None
+
+    return check
 
 
 def _check_choice(column: str, choices: tuple[str, ...], upper: bool):
@@ -368,21 +371,26 @@ _CLINICAL_CHECKS = {
     "cT": _check_t_stage,
     "pT": _check_t_stage,
     "lnm": _check_binary("lnm"),
-    "os_months": _check_os_months,
-    "os_event": _check_binary("os_event"),
 }
 
 
 def _check_clinical(row: pd.Series):
-    for column, check in _CLINICAL_CHECKS.items():
+    from esoct.survival.endpoints import endpoint_columns, manifest_endpoints
+
+    checks = dict(_CLINICAL_CHECKS)
+    pairs = [endpoint_columns(e) for e in manifest_endpoints(row.index, partial=True)]  # os, dfs... (time, event)
+    for time_col, event_col in pairs:
+        checks[time_col], checks[event_col] = _check_months(time_col), _check_binary(event_col)
+    for column, check in checks.items():
         if column in row.index and not _is_empty(row[column]):
             message = check(row[column])
             if message:
                 yield column, None, message, "error"
-    has_time, has_event = (c in row.index and not _is_empty(row[c]) for c in ("os_months", "os_event"))
-    if has_time != has_event:
-        given, empty = ("os_months", "os_event") if has_time else ("os_event", "os_months")
-        yield empty, None, f"{empty} is empty but {given} is given: survival needs both", "error"
+    for time_col, event_col in pairs:
+        has_time, has_event = (c in row.index and not _is_empty(row[c]) for c in (time_col, event_col))
+        if has_time != has_event:
+            given, empty = (time_col, event_col) if has_time else (event_col, time_col)
+            yield empty, None, f"{empty} is empty but {given} is given: survival needs both", "error"
 
 
 def _check_files(row: pd.Series, root: Path, scanner: "_Scanner | None"):

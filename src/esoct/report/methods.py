@@ -50,7 +50,7 @@ _TASK_SUBJECT = {
 }
 
 _FOLD_KEYS = ("folds", "n_folds", "n_splits")
-_HANDLED = {"enabled", "models", "model", *_FOLD_KEYS, "cv", "n_bootstrap", "n_estimators", "preset", "seed",
+_HANDLED = {"enabled", "endpoint", "models", "model", *_FOLD_KEYS, "cv", "n_bootstrap", "n_estimators", "preset", "seed",
             "spacing", "patch", "epochs", "iterations", "max_train_patients", "krt_size", "krt_spacing",
             "features", "tumour_weight"}
 
@@ -153,6 +153,11 @@ def task_sentences(name: str, task: Mapping) -> str:
         Plain text.
     """
     subject = _TASK_SUBJECT.get(name, f"The task {name} was run")
+    if name == "survival" and str(task.get("endpoint", "os")).lower() != "os":
+        from esoct.survival.endpoints import endpoint_title
+
+        title = endpoint_title(task["endpoint"])
+        subject = f"{title[0].upper()}{title[1:]} was modelled"
     parts = []
     models = task.get("models", task.get("model"))
     if models:

@@ -18,9 +18,9 @@ import yaml
 
 from esoct.errors import InputError
 
-#: Tasks esoct runs and the manifest columns each needs.
+#: Tasks esoct runs and the manifest columns each needs (survival: plus its endpoint's time and event columns).
 TASK_COLUMNS = {"segmentation": (), "tstage_binary": ("pT",), "tstage_4class": ("pT",), "lnm": ("lnm",),
-                "survival": ("os_months", "os_event", "age", "stage")}
+                "survival": ("age", "stage")}
 
 # Schema: key -> (type(s), default). A dict value is a nested section.
 _SCHEMA = {
@@ -77,6 +77,7 @@ _SCHEMA = {
         },
         "survival": {
             "enabled": (bool, True),
+            "endpoint": (str, "os"),
             "n_estimators": (int, 400),
             "n_bootstrap": (int, 1000),
             "cv": (int, 5),
@@ -168,8 +169,10 @@ tasks:
     folds: 5
     features: nodes            # nodes: the nodes' volume, shape, elasticity-map entropy, fractal dimensions (RLN paper);
                                # tumour: the tumour's radiomics; tumour+nodes: both
-  survival:                    # overall survival, the longitudinal paper's six models
+  survival:                    # time to event, the longitudinal paper's six models
     enabled: true
+    endpoint: os               # os (overall survival, the paper's), dfs, pfs, or any <name>_months + <name>_event
+                               # column pair of the manifest
     n_estimators: 400          # trees per random survival forest
     n_bootstrap: 1000          # resamples for the confidence intervals
     cv: 5                      # folds of the hyper-parameter search on the training centres
@@ -354,6 +357,7 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
         missing = [c for c in columns if c not in table.columns]
         if tasks[task]["enabled"] and missing:
             problems.append(f"tasks.{task}: the manifest lacks the column(s) {missing}")
+    problems += _check_endpoint(tasks["survival"], table.columns)
     centres = sorted(table["center"].astype(str).unique())
     test = settings["cohort"]["test_centers"]
     unknown = sorted(set(test) - set(centres))
@@ -395,6 +399,24 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
                 problems.append(f"tasks.tstage_binary.folds: {folds} folds need at least {folds} patients of {cls}, "
                                 f"the manifest has {counts.get(cls, 0)}")
     return problems
+
+
+def _check_endpoint(task: dict, columns) -> list[str]:
+    """The survival endpoint must name a time + event column pair of the manifest."""
+    from esoct.survival.endpoints import endpoint_columns, manifest_endpoints
+
+    if not task["enabled"]:
+        return []
+    try:
+        needed = endpoint_columns(task["endpoint"])
+    except ValueError as exc:
+        return [f"tasks.survival.endpoint: {exc}"]
+    missing = [c for c in needed if c not in columns]
+    if not missing:
+        return []
+    available = manifest_endpoints(columns)
+    return [f"tasks.survival.endpoint: {task['endpoint']!r} needs the manifest column(s) {missing}; "
+            f"endpoints in the manifest: {', '.join(available) or 'none'}"]
 
 
 def _dotted(parts: tuple) -> str:

@@ -386,6 +386,7 @@ def _survival(config: StudyConfig, out: Path, client) -> None:
 
     from esoct.study.report_spec import write_report_spec
     from esoct.study.survival import fit_single_scan_model, run_survival_study
+    from esoct.survival.endpoints import endpoint_title
 
     s, task = config.settings, config.task("survival")
     deep = None
@@ -396,11 +397,13 @@ def _survival(config: StudyConfig, out: Path, client) -> None:
                                     seed=s["seed"])
     run_survival_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
                        deep=deep, n_estimators=task["n_estimators"], n_bootstrap=task["n_bootstrap"], cv=task["cv"],
-                       seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client, progress=False)
+                       seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client, progress=False,
+                       endpoint=task["endpoint"])
     radiomics = pd.read_parquet(out / "features" / "radiomics.parquet")
     fit_single_scan_model(radiomics, config.manifest, out, test_centers=s["cohort"]["test_centers"],
-                          params=s["radiomics"]["params"], seed=s["seed"])
-    write_report_spec(out / "results" / "survival", "Overall survival (longitudinal radiomics)", 5,
+                          params=s["radiomics"]["params"], seed=s["seed"], endpoint=task["endpoint"])
+    title = endpoint_title(task["endpoint"])
+    write_report_spec(out / "results" / "survival", f"{title[0].upper()}{title[1:]} (longitudinal radiomics)", 5,
                       "Pre- and post-treatment tumour radiomics, delta features, ICC >= 0.8 between readers, "
                       "correlation filter, univariate Cox and LASSO-Cox on the training centres; six random "
                       "survival forest models; C-index with bootstrap CIs on the external test centres; risk groups "

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from esoct.errors import InputError
+from esoct.survival.endpoints import endpoint_columns, endpoint_title
 
 log = logging.getLogger("esoct")
 
@@ -76,23 +77,26 @@ class SurvivalStudy:
 # --------------------------------------------------------------------------- tables
 
 
-def clinical_table(manifest, radiomics: pd.DataFrame) -> pd.DataFrame:
-    """Clinical covariates and outcome per patient: age, stage, volume reduction rate, centre, OS.
+def clinical_table(manifest, radiomics: pd.DataFrame, endpoint: str = "os") -> pd.DataFrame:
+    """Clinical covariates and outcome per patient: age, stage, volume reduction rate, centre, endpoint.
 
     Parameters
     ----------
     manifest : esoct.io.manifest.Manifest
-        The cohort (columns ``age``, ``stage``, ``center``, ``os_months``, ``os_event``).
+        The cohort (columns ``age``, ``stage``, ``center``, ``<endpoint>_months``, ``<endpoint>_event``).
     radiomics : pandas.DataFrame
         Long radiomics table (``patient_id``, ``timepoint``, ...) holding :data:`VOLUME_FEATURE`.
+    endpoint : str
+        Time-to-event endpoint: ``os`` (default), ``dfs``, ``pfs``... (:mod:`esoct.survival.endpoints`).
 
     Returns
     -------
     pandas.DataFrame
-        ``patient_id, center, age, stage, volume_reduction_rate, os_months, os_event``; the
-        reduction rate is ``(V_pre - V_post) / V_pre`` (NaN without a post-treatment scan).
+        ``patient_id, center, age, stage, volume_reduction_rate, <endpoint>_months, <endpoint>_event``;
+        the reduction rate is ``(V_pre - V_post) / V_pre`` (NaN without a post-treatment scan).
     """
-    need = ["age", "stage", "os_months", "os_event"]
+    time_col, event_col = endpoint_columns(endpoint)
+    need = ["age", "stage", time_col, event_col]
     missing = [c for c in need if c not in manifest.table.columns]
     if missing:
         raise InputError(f"the manifest lacks the column(s) {missing} needed by the survival study", manifest.path)
@@ -102,12 +106,12 @@ def clinical_table(manifest, radiomics: pd.DataFrame) -> pd.DataFrame:
     pre = volume.get("pre", pd.Series(dtype=float))
     post = volume.get("post", pd.Series(dtype=float))
     table = manifest.table.loc[manifest.table["patient_id"].isin(manifest.patients)].copy()
-    table = table[["patient_id", "center", "age", "stage", "os_months", "os_event"]].reset_index(drop=True)
+    table = table[["patient_id", "center", "age", "stage", time_col, event_col]].reset_index(drop=True)
     vp = table["patient_id"].map(pre).astype(float)
     vq = table["patient_id"].map(post).astype(float)
     table.insert(4, "volume_reduction_rate", np.where(vp > 0, (vp - vq) / vp, np.nan))
-    table["os_months"] = table["os_months"].astype(float)
-    table["os_event"] = table["os_event"].astype(int)
+    table[time_col] = pd.to_numeric(table[time_col], errors="coerce").astype(float)
+    table[event_col] = pd.to_numeric(table[event_col], errors="coerce")
     return table
 
 
@@ -230,6 +234,7 @@ def run_survival_study(
     workers: int | None = None,
     scheduler=None,
     progress: bool = True,
+    endpoint: str = "os",
 ) -> SurvivalStudy:
     """Run the longitudinal survival study on a cohort and write its tables and figures.
 
@@ -237,7 +242,7 @@ def run_survival_study(
     ----------
     manifest_path : str or Path
         Cohort manifest with pre- and post-treatment scans and masks, ``age``, ``stage``,
-        ``center``, ``os_months``, ``os_event`` (DESIGN.md).
+        ``center`` and the endpoint's columns (``os_months``, ``os_event`` for OS; DESIGN.md).
     out_dir : str or Path
         Study directory: ``features/`` (radiomics, second reading, delta), ``results/survival/``
         (``table2.csv``, ``selection.csv``, ``km_test.csv``, ``adjusted_cox.csv``,
@@ -266,6 +271,9 @@ def run_survival_study(
         Dask scheduler for the radiomics extraction (:mod:`esoct.scale.dask`).
     progress : bool
         Show progress bars.
+    endpoint : str
+        The time-to-event endpoint modelled: ``os`` (overall survival, the paper's), ``dfs``, ``pfs``
+        or any ``<name>_months`` / ``<name>_event`` pair of the manifest.
 
     Returns
     -------
@@ -297,32 +305,34 @@ def run_survival_study(
     delta.to_parquet(feat_dir / "delta.parquet")
     delta_result.nan_report.to_csv(feat_dir / "delta_nan_report.csv", index=False)
 
-    clinical = clinical_table(manifest, first.table).set_index("patient_id")
+    time_col, event_col = endpoint_columns(endpoint)
+    clinical = clinical_table(manifest, first.table, endpoint).set_index("patient_id")
     table = clinical.join(delta, how="left")
     notes = []
     if deep is not None:
-        deep_table = _deep_features(manifest, clinical, test_centers, deep, slab_settings, feat_dir, progress)
+        deep_table = _deep_features(manifest, clinical, test_centers, deep, slab_settings, feat_dir, progress,
+                                    endpoint)
         deep_table.to_parquet(feat_dir / "deep.parquet")
         table = table.join(deep_table, how="left")
     if deep_features is not None:
         table = table.join(_indexed(deep_features), how="left")
     is_test = table["center"].astype(str).isin(test_centers)
-    incomplete = table.index[table[["age", "stage", "volume_reduction_rate"]].isna().any(axis=1)]
+    incomplete = table.index[table[["age", "stage", "volume_reduction_rate", time_col, event_col]].isna().any(axis=1)]
     if len(incomplete):
-        notes.append(f"{len(incomplete)} patient(s) left out for missing clinical covariates or post scan: "
+        notes.append(f"{len(incomplete)} patient(s) left out for missing clinical covariates, {endpoint.upper()} or post scan: "
                      f"{list(incomplete[:5])}")
     table = table.drop(index=incomplete)
     is_test = is_test.loc[table.index]
     train, test = table[~is_test], table[is_test]
     if len(train) < 2 * cv or len(test) < 5:
         raise InputError(f"too few patients: {len(train)} training, {len(test)} test (centres {test_centers})")
-    y_train, y_test = _surv(train), _surv(test)
+    y_train, y_test = _surv(train, endpoint), _surv(test, endpoint)
 
     selected, steps, dropped = select_delta(delta, y_train, list(train.index), reader1, reader2, seed=seed)
     notes += [f"delta feature left out before selection: {d}" for d in dropped[:20]]
     if len(dropped) > 20:
         notes.append(f"... and {len(dropped) - 20} more left out before selection")
-    keep = ["center", "age", "stage", "volume_reduction_rate", "os_months", "os_event"] + selected
+    keep = ["center", "age", "stage", "volume_reduction_rate", time_col, event_col] + selected
     keep += [c for c in table.columns if c.startswith(("dl_pre_", "dl_post_"))]
     model_table = table[keep]
     names = [n for n in PRESET_NAMES if _preset_available(n, model_table, notes)]
@@ -333,19 +343,20 @@ def run_survival_study(
                               n_bootstrap=n_bootstrap, random_state=seed, fits=fits)
     km, adjusted = _risk_groups(fits, train_x, test_x, y_test, seed, fig_dir)
     notes += _survshap(fits, train_x, test_x, seed, res_dir)
-    _write(res_dir, table2, steps, selected, km, adjusted, notes, len(train), len(test), test_centers)
+    _write(res_dir, table2, steps, selected, km, adjusted, notes, len(train), len(test), test_centers, endpoint)
     return SurvivalStudy(table2, model_table, selected, steps, km, adjusted, out_dir, notes)
 
 
 def _deep_features(manifest, clinical: pd.DataFrame, test_centers, template, slab_settings, feat_dir: Path,
-                   progress: bool):
+                   progress: bool, endpoint: str = "os"):
     """DL_pre / DL_post features: networks and PCAs fitted on the training centres only."""
     from esoct.features.deep import build_slab_dataset, longitudinal_deep_features, manifest_targets
 
     slabs = build_slab_dataset(manifest, feat_dir / "cache" / "slabs", settings=slab_settings, progress=progress,
                                failures_csv=feat_dir / "slab_failures.csv")
     train_ids = clinical.index[~clinical["center"].astype(str).isin(test_centers)].tolist()
-    tables = longitudinal_deep_features(slabs, manifest_targets(manifest), train_ids, estimator=template)
+    tables = longitudinal_deep_features(slabs, manifest_targets(manifest, endpoint=endpoint), train_ids,
+                                        estimator=template)
     tables.excluded.to_csv(feat_dir / "deep_excluded.csv", index=False)
     pre = _indexed(tables.dl_pre.drop(columns="fold", errors="ignore"))
     post = _indexed(tables.dl_post.drop(columns="fold", errors="ignore"))
@@ -356,10 +367,11 @@ def _indexed(df: pd.DataFrame) -> pd.DataFrame:
     return df.set_index("patient_id") if "patient_id" in df.columns else df
 
 
-def _surv(df: pd.DataFrame) -> np.ndarray:
+def _surv(df: pd.DataFrame, endpoint: str = "os") -> np.ndarray:
     from sksurv.util import Surv
 
-    return Surv.from_arrays(df["os_event"].astype(bool).to_numpy(), df["os_months"].to_numpy(dtype=float))
+    time_col, event_col = endpoint_columns(endpoint)
+    return Surv.from_arrays(df[event_col].astype(bool).to_numpy(), df[time_col].to_numpy(dtype=float))
 
 
 def _preset_available(name: str, table: pd.DataFrame, notes: list) -> bool:
@@ -453,13 +465,15 @@ def _close(result) -> None:
     plt.close(result[0])
 
 
-def _write(res_dir, table2, steps, selected, km, adjusted, notes, n_train, n_test, test_centers) -> None:
+def _write(res_dir, table2, steps, selected, km, adjusted, notes, n_train, n_test, test_centers, endpoint) -> None:
     table2.to_csv(res_dir / "table2.csv", index=False)
     steps.to_csv(res_dir / "selection.csv", index=False)
     pd.Series(selected, name="feature").to_csv(res_dir / "selected_delta_features.csv", index=False)
     km.medians.to_csv(res_dir / "km_test.csv")
     adjusted.to_csv(res_dir / "adjusted_cox.csv")
     doc = {
+        "endpoint": endpoint,
+        "endpoint_title": endpoint_title(endpoint),
         "n_train": n_train,
         "n_test": n_test,
         "test_centers": list(test_centers),
@@ -480,6 +494,7 @@ def fit_single_scan_model(
     params=None,
     n_features: int = 5,
     seed: int = 0,
+    endpoint: str = "os",
 ) -> pd.DataFrame:
     """A survival risk model from the baseline scan alone, for one-patient prediction (``esoct predict``).
 
@@ -496,7 +511,7 @@ def fit_single_scan_model(
     radiomics : pandas.DataFrame
         Cohort radiomics table (``patient_id``, ``timepoint``, PyRadiomics columns).
     manifest_path : str or Path
-        Manifest with ``center``, ``os_months``, ``os_event``.
+        Manifest with ``center`` and the endpoint's ``<endpoint>_months``, ``<endpoint>_event``.
     out_dir : str or Path
         Study directory.
     test_centers : sequence of str
@@ -504,6 +519,8 @@ def fit_single_scan_model(
         The PyRadiomics settings the table was made with (stored with the model).
     n_features : int
     seed : int
+    endpoint : str
+        Time-to-event endpoint (``os``, ``dfs``, ``pfs``...).
 
     Returns
     -------
@@ -526,10 +543,11 @@ def fit_single_scan_model(
     manifest = pd.read_csv(manifest_path, dtype={"patient_id": str, "center": str}).set_index("patient_id")
     X = feature_matrix(radiomics[radiomics["timepoint"] == "pre"])
     info = manifest.loc[X.index]
-    ok = info["os_months"].notna() & info["os_event"].notna()
+    time_col, event_col = endpoint_columns(endpoint)
+    ok = pd.to_numeric(info[time_col], errors="coerce").notna() & pd.to_numeric(info[event_col], errors="coerce").notna()
     X, info = X[ok], info[ok]
     is_test = info["center"].astype(str).isin([str(c) for c in test_centers]).to_numpy()
-    train, y_train = X[~is_test], _surv(info[~is_test])
+    train, y_train = X[~is_test], _surv(info[~is_test], endpoint)
     train = train.replace([np.inf, -np.inf], np.nan)
     train = train.loc[:, train.notna().all()]
     train = train.loc[:, train.std() > 1e-12]
@@ -545,7 +563,7 @@ def fit_single_scan_model(
     for name, mask in (("training centres", ~is_test), ("test centres", is_test)):
         if mask.sum() < 5:
             continue
-        y = _surv(info[mask])
+        y = _surv(info[mask], endpoint)
         ci = harrell_c_ci(y["event"], y["time"], model.predict(X.loc[mask, columns]), seed=seed)
         rows.append({"cohort": name, "n": int(mask.sum()), "c_index": str(ci)})
     table = pd.DataFrame(rows)
@@ -555,7 +573,8 @@ def fit_single_scan_model(
     (out_dir / "models" / "survival").mkdir(parents=True, exist_ok=True)
     joblib.dump({"format": MODEL_FORMAT, "task": "survival", "estimator": model, "columns": columns,
                  "radiomics_params": RadiomicsExtractor(params).params, "label": 1, "threshold": threshold,
-                 "description": f"overall-survival risk from {len(columns)} baseline tumour radiomics features "
+                 "endpoint": endpoint,
+                 "description": f"{endpoint_title(endpoint)} risk from {len(columns)} baseline tumour radiomics features "
                                 "(univariate Cox ranking + ridge Cox on the training centres); high risk at or "
                                 "above the training median"}, out_dir / "models" / "survival" / "model.joblib")
     return table
