@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -188,7 +189,8 @@ def pseudonyms(patient_ids: list[str], prefix: str = "P") -> dict[str, str]:
     return {pid: f"{prefix}{i:0{width}d}" for i, pid in enumerate(order, start=1)}
 
 
-def _referenced_sop_uids(path: Path) -> set[str]:
+@lru_cache(maxsize=None)  # each structure file is matched against every chosen CT of its patient
+def _referenced_sop_uids(path: Path) -> frozenset[str]:
     """Every ReferencedSOPInstanceUID anywhere in an RTSTRUCT or SEG (headers of big SEGs only)."""
     import pydicom
 
@@ -204,7 +206,7 @@ def _referenced_sop_uids(path: Path) -> set[str]:
                 found.add(str(elem.value))
 
     walk(ds)
-    return found
+    return frozenset(found)
 
 
 def _structures_for(patient: PatientEntry, ct: SeriesEntry) -> list[SeriesEntry]:
