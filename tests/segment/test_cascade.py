@@ -176,3 +176,21 @@ def test_cascade_file_of_another_format_is_refused(tmp_path):
     (tmp_path / "cascade.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(InputError, match="not an esoct cascade"):
         load_segmentation(tmp_path)
+
+
+def test_cascade_loss_setting_gives_cross_entropy_or_the_papers_focal_loss():
+    import torch
+
+    from esoct.segment.cascade_training import CascadeSettings, _config
+    from esoct.train.losses import SegmentationLoss
+
+    ce = _config(CascadeSettings(), epochs=1, seed=0)
+    assert (ce.focal_alpha, ce.focal_gamma) == (1.0, 0.0)
+    focal = _config(CascadeSettings(loss="focal_dice"), epochs=1, seed=0)
+    assert (focal.focal_alpha, focal.focal_gamma) == (0.25, 2.0)
+    logits = torch.randn(2, 6, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 6, (2, 4, 5, 5), generator=torch.Generator().manual_seed(1))
+    got = SegmentationLoss(ce.focal_alpha, ce.focal_gamma)(logits, target)
+    assert float(got) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, target)), rel=1e-5)
+    with pytest.raises(InputError, match="focal"):
+        _config(CascadeSettings(loss="focal"), epochs=1, seed=0)

@@ -71,11 +71,13 @@ def test_segmentation_cascade_keys_are_checked_and_become_the_settings(cohort):
 
     doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]},
            "tasks": {"tstage_4class": {"folds": 2},
-                     "segmentation": {"stage2_patch": [32, 64], "min_node_mm3": -1, "spacing": [5, 2, 2]}}}
+                     "segmentation": {"stage2_patch": [32, 64], "min_node_mm3": -1, "spacing": [5, 2, 2],
+                                      "loss": "dice"}}}
     with pytest.raises(StudyFileError) as err:
         load_study(_write(cohort, doc))
     problems = err.value.problems
     assert "tasks.segmentation.min_node_mm3: must be at least 0, got -1" in problems
+    assert "tasks.segmentation.loss: ['dice'] not allowed; choose from ['ce_dice', 'focal_dice']" in problems
     assert "tasks.segmentation.spacing: unknown key (did you mean 'stage1_spacing'?)" in problems \
         or "tasks.segmentation.spacing: unknown key (did you mean 'stage2_spacing'?)" in problems
     doc["tasks"]["segmentation"] = {"stage2_patch": [32, 64]}
@@ -86,6 +88,7 @@ def test_segmentation_cascade_keys_are_checked_and_become_the_settings(cohort):
     s = cascade_settings(load_study(_write(cohort, doc)).task("segmentation"))
     assert s.stage2_spacing == (5, 1.5, 1.5) and s.stage1_spacing is None and s.stage2_patch is None
     assert s.class_weights == {1: 2.0, 4: 3.0} and s.margin() == (5.0, 30.0, 20.0) and s.min_node_mm3 == 30.0
+    assert s.loss == "ce_dice"
 
 
 def test_impossible_split_is_refused(cohort):

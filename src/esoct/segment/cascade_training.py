@@ -56,6 +56,11 @@ class CascadeSettings:
         A wall-time budget per stage instead of the epoch count: the epochs are set from a timed
         probe of 3 steps (recorded in the run's ``history.json``).
     learning_rate, dice_weight : float
+    loss : {"ce_dice", "focal_dice"}
+        ``ce_dice``: cross-entropy + ``dice_weight`` x Dice, nnU-Net's default (the focal term at
+        alpha 1, gamma 0); ``focal_dice``: nn-TransEC's focal loss (alpha 0.25, gamma 2) + Dice.
+        The focal loss down-weights the moderately confident voxels at the tumour/wall boundary,
+        which is where the first full runs failed (docs/segmentation_cascade.md).
     foreground_fraction : float
         Share of patches centred on a foreground voxel (nnU-Net: 1/3).
     class_weights : dict
@@ -87,6 +92,7 @@ class CascadeSettings:
     stage2_minutes: float | None = None
     learning_rate: float = 3e-3
     dice_weight: float = 1.0
+    loss: str = "ce_dice"
     foreground_fraction: float = 1.0 / 3.0
     class_weights: dict = field(default_factory=lambda: {1: 2.0, 4: 2.0})
     margin_mm: tuple | None = None
@@ -140,9 +146,17 @@ def _network(plan, in_channels: int, s: CascadeSettings):
     return model_from_plan(plan, in_channels=in_channels, residual=s.residual, deep_supervision=4 if s.deep_supervision else 1)
 
 
+#: (alpha, gamma) of the focal term per ``CascadeSettings.loss``; alpha 1, gamma 0 is the cross-entropy.
+LOSSES = {"ce_dice": (1.0, 0.0), "focal_dice": (0.25, 2.0)}
+
+
 def _config(s: CascadeSettings, epochs: int, seed: int) -> TrainingConfig:
+    if s.loss not in LOSSES:
+        raise InputError(f"cascade loss {s.loss!r} is not one of {sorted(LOSSES)}")
+    alpha, gamma = LOSSES[s.loss]
     return TrainingConfig(epochs=epochs, iterations_per_epoch=s.iterations, batch_size=s.batch,
-                          learning_rate=s.learning_rate, dice_weight=s.dice_weight, seed=seed)
+                          learning_rate=s.learning_rate, dice_weight=s.dice_weight, focal_alpha=alpha,
+                          focal_gamma=gamma, seed=seed)
 
 
 def epochs_for_budget(model, dataset: PatchDataset, config: TrainingConfig, minutes: float) -> int:

@@ -55,6 +55,7 @@ _SCHEMA = {
             "max_train_patients": (int, 1000),
             "tumour_weight": ((int, float), 2.0),
             "node_weight": ((int, float), 2.0),
+            "loss": (str, "ce_dice"),
         },
         "tstage_binary": {
             "enabled": (bool, True),
@@ -92,6 +93,7 @@ _CHOICES = {
     ("tasks", "lnm", "features"): {"nodes", "tumour", "tumour+nodes"},
     ("tasks", "tstage_binary", "models"): {"resolstm", "resnet"},
     ("tasks", "tstage_binary", "preset"): {"fast", "paper"},
+    ("tasks", "segmentation", "loss"): {"ce_dice", "focal_dice"},
 }
 _MINIMUM = {
     ("scale", "workers"): 1,
@@ -151,6 +153,7 @@ tasks:
     max_train_patients: 1000   # at most this many training-centre patients (file order)
     tumour_weight: 2           # foreground patches centre on the tumour this many times as often as on an organ
     node_weight: 2             # ... and on the lymph nodes
+    loss: ce_dice              # ce_dice: cross-entropy + Dice (nnU-Net's default); focal_dice: the paper's focal + Dice
     # every value actually used is written to models/segmentation/stage{1,2}_plan.json
   tstage_binary:               # T1-2 vs T3-4 from 2D ROI sequences (ResoLSTM-Depth paper)
     enabled: true

@@ -279,7 +279,7 @@ def cascade_settings(task: dict):
         stage1_epochs=int(task["stage1_epochs"]), stage2_epochs=int(task["stage2_epochs"]),
         iterations=int(task["iterations"]), margin_mm=triple("margin_mm"), min_node_mm3=float(task["min_node_mm3"]),
         max_train_patients=int(task["max_train_patients"]),
-        class_weights={1: float(task["tumour_weight"]), 4: float(task["node_weight"])})
+        class_weights={1: float(task["tumour_weight"]), 4: float(task["node_weight"])}, loss=str(task["loss"]))
 
 
 def _tstage_binary(config: StudyConfig, out: Path, client) -> None:
