@@ -100,7 +100,13 @@ class Manifest:
             if column in IMAGE_COLUMNS:
                 return None
             raise KeyError(f"column {column!r} is not in the manifest {self.path}")
-        return _resolve_cell(self.root, row[column])
+        path = _resolve_cell(self.root, row[column])
+        series = _series_cell(row, column)
+        if path is None or series is None:
+            return path
+        from esoct.io.series_view import series_view
+
+        return series_view(path, series, patient=_patient(row))
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -407,8 +413,17 @@ def _check_files(row: pd.Series, root: Path, scanner: "_Scanner | None"):
         resolved = _resolve_cell(root, written)
         if not resolved.exists():
             yield column, str(resolved), f"file not found: {str(written).strip()!r} (looked for {resolved})", "error"
-        else:
-            found[column] = resolved
+            continue
+        series = _series_cell(row, column)
+        if series is not None:
+            from esoct.io.series_view import series_view
+
+            try:
+                resolved = series_view(resolved, series, patient=_patient(row))
+            except InputError as exc:
+                yield f"{column}_series", str(resolved), exc.problem, "error"
+                continue
+        found[column] = resolved
     yield from _check_pairs(row)
     if scanner is None:
         return
@@ -526,7 +541,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise InputError("manifest file does not exist", path)
     try:
         table = pd.read_csv(
-            path, dtype={"patient_id": str}, encoding="utf-8-sig", skipinitialspace=True, skip_blank_lines=False
+            path, dtype={"patient_id": str, "image_pre_series": str, "image_post_series": str}, encoding="utf-8-sig", skipinitialspace=True, skip_blank_lines=False
         )
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the manifest as CSV: {_first_line(exc)}", path) from None
@@ -544,6 +559,18 @@ def _missing_columns_message(missing: list[str], table: pd.DataFrame) -> str:
     if len(table.columns) == 1 and ";" in table.columns[0]:
         message += "; the file looks separated by ';', esoct expects ','"
     return message
+
+
+def _series_cell(row: pd.Series, column: str) -> str | None:
+    """The series named for an image column (``image_pre_series``...), or None."""
+    if column not in IMAGE_COLUMNS or column in MASK_COLUMNS:
+        return None
+    value = row.get(f"{column}_series")
+    if _is_empty(value):
+        return None
+    if isinstance(value, float) and value.is_integer():  # a SeriesNumber read as a float by pandas
+        value = int(value)
+    return str(value).strip()
 
 
 def _resolve_cell(root: Path, value) -> Path | None:

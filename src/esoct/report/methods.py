@@ -115,7 +115,19 @@ def cohort_sentences(settings: Mapping, cohort: pd.DataFrame | None) -> list[str
     test = [str(c) for c in (cohort_cfg.get("test_centers") or [])]
     if cohort is not None and len(cohort):
         n = len(cohort)
-        if "center" in cohort:
+        if cohort_cfg.get("split") in ("random", "temporal") and "center" in cohort:
+            from esoct.study.split import HOLDOUT, describe_split
+
+            held = cohort["center"].astype(str) == HOLDOUT
+            dates = None
+            column = cohort_cfg.get("date_column")
+            if column and column in cohort:
+                when = pd.to_datetime(cohort.loc[held, column], errors="coerce")
+                dates = (str(when.min().date()), str(when.max().date())) if when.notna().any() else None
+            sites = cohort["site"].astype(str).nunique() if "site" in cohort else 1
+            out.append(f"The cohort comprised {n} patients from {sites} centre(s).")
+            out.append(describe_split(cohort_cfg, int(held.sum()), n, dates))
+        elif "center" in cohort:
             counts = cohort["center"].astype(str).value_counts().sort_index()
             per = ", ".join(f"centre {c}: n = {k}" for c, k in counts.items())
             out.append(f"The cohort comprised {n} patients from {len(counts)} centre(s) ({per}).")

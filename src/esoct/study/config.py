@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from esoct.errors import InputError
+from esoct.study.split import holdout_patients
 
 #: Tasks esoct runs and the manifest columns each needs (survival: plus its endpoint's time and event columns).
 TASK_COLUMNS = {"segmentation": (), "tstage_binary": ("pT",), "tstage_4class": ("pT",), "lnm": ("lnm",),
@@ -29,6 +30,9 @@ _SCHEMA = {
     "cohort": {
         "manifest": (str, None),
         "test_centers": (list, []),
+        "split": (str, "centre"),
+        "test_fraction": ((int, float), 0.3),
+        "date_column": ((str, type(None)), None),
     },
     "radiomics": {
         "params": ((str, type(None)), None),
@@ -93,6 +97,7 @@ _CHOICES = {
     ("tasks", "lnm", "features"): {"nodes", "tumour", "tumour+nodes"},
     ("tasks", "tstage_binary", "models"): {"resolstm", "resnet"},
     ("tasks", "tstage_binary", "preset"): {"fast", "paper"},
+    ("cohort", "split"): {"centre", "random", "temporal"},
     ("tasks", "segmentation", "loss"): {"ce_dice", "focal_dice"},
 }
 _MINIMUM = {
@@ -126,6 +131,10 @@ seed: 0                        # every random choice (folds, networks, bootstrap
 cohort:
   manifest: cohort/manifest.csv    # one row per patient, columns in DESIGN.md (`esoct check` validates it)
   test_centers: [C]                # external test cohort for survival; the other centres train
+  split: centre                    # centre: test_centers are the test set; single-centre designs: random (a seeded
+                                   # hold-out of test_fraction) or temporal (the latest test_fraction by date_column)
+  test_fraction: 0.3
+  date_column: null                # e.g. diagnosis_date (temporal split)
 
 radiomics:
   params: null                 # a PyRadiomics parameter file; null = the longitudinal paper's set
@@ -361,8 +370,16 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
         if tasks[task]["enabled"] and missing:
             problems.append(f"tasks.{task}: the manifest lacks the column(s) {missing}")
     problems += _check_endpoint(tasks["survival"], table.columns)
-    centres = sorted(table["center"].astype(str).unique())
     test = settings["cohort"]["test_centers"]
+    if settings["cohort"]["split"] != "centre":
+        if test:
+            return problems + [f"cohort.test_centers: {test} given with split: {settings['cohort']['split']}; "
+                               f"name test centres only with split: centre"]
+        try:
+            table, test = split_table(table, settings)
+        except InputError as exc:
+            return problems + [f"cohort.split: {exc.problem}"]
+    centres = sorted(table["center"].astype(str).unique())
     unknown = sorted(set(test) - set(centres))
     if unknown:
         problems.append(f"cohort.test_centers: {unknown} not in the manifest's centres {centres}")
@@ -402,6 +419,25 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
                 problems.append(f"tasks.tstage_binary.folds: {folds} folds need at least {folds} patients of {cls}, "
                                 f"the manifest has {counts.get(cls, 0)}")
     return problems
+
+
+def split_table(table, settings: dict):
+    """The manifest table as the tasks see it under ``cohort.split``, and the test "centres".
+
+    ``split: centre`` returns the table and ``cohort.test_centers`` unchanged; ``random`` and
+    ``temporal`` relabel ``center`` as development / holdout (:mod:`esoct.study.split`) and return
+    ``["holdout"]``.
+    """
+    from esoct.study.split import HOLDOUT, relabel
+
+    cohort = settings["cohort"]
+    if cohort["split"] == "centre":
+        return table, list(cohort["test_centers"])
+    survival = settings["tasks"]["survival"]
+    stratify = f"{survival['endpoint']}_event" if survival["enabled"] else None
+    return relabel(table, holdout_patients(table, cohort["split"], fraction=float(cohort["test_fraction"]),
+                                           seed=int(settings["seed"]), date_column=cohort["date_column"],
+                                           stratify=stratify)), [HOLDOUT]
 
 
 def _check_endpoint(task: dict, columns) -> list[str]:

@@ -14,6 +14,7 @@ progress display for the whole run, and keeps what is done:
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -83,6 +84,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, sc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config.path, out / "study.yaml")
+    config = apply_split(config, out)
     shutil.copyfile(config.manifest, out / "cohort.csv")
     _write_settings(config, out)
     run = StudyRun(out)
@@ -176,6 +178,28 @@ class _client:
         if self._cm is not None:
             return self._cm.__exit__(*exc)
         return False
+
+
+def apply_split(config: StudyConfig, out: Path) -> StudyConfig:
+    """The study as its tasks run it: under ``cohort.split: random | temporal`` the manifest they read is
+    ``out/split/manifest.csv`` (``center`` = development / holdout, :mod:`esoct.study.split`) and the test
+    "centre" is ``holdout``; ``split: centre`` returns ``config`` unchanged.
+    """
+    import dataclasses
+
+    from esoct.io.manifest import load_manifest
+    from esoct.study.config import split_table
+    from esoct.study.split import HOLDOUT, write_split_manifest
+
+    if config.settings["cohort"]["split"] == "centre":
+        return config
+    table = load_manifest(config.manifest).table
+    relabelled, _ = split_table(table, config.settings)
+    holdout = relabelled.loc[relabelled["center"] == HOLDOUT, "patient_id"].astype(str).tolist()
+    manifest = write_split_manifest(config.manifest, holdout, Path(out) / "split" / "manifest.csv")
+    settings = copy.deepcopy(config.settings)
+    settings["cohort"]["test_centers"] = [HOLDOUT]
+    return dataclasses.replace(config, settings=settings, manifest=manifest)
 
 
 def _write_settings(config: StudyConfig, out: Path) -> None:
