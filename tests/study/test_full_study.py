@@ -62,9 +62,16 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
     torch.set_num_threads(1)
     out = cohort / "study_all"
     path = _study(cohort, "all", TINY)
-    code = main(["run", path, "--out", str(out), "-q", "--report"])
-    printed = capsys.readouterr().out
+    code = main(["run", path, "--out", str(out), "--report"])
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0, printed
+    # the study bar, and under it each long step's bar with its ETA (elapsed<remaining): training steps
+    # with epoch and loss, per-patient work
+    bars = captured.err
+    assert "study: " in bars and "train stage1: " in bars and "train stage2: " in bars, bars[-3000:]
+    assert " steps |" in bars and " patients |" in bars and "epoch 1/1 loss " in bars, bars[-3000:]
+    assert "00:00<" in bars
     run = json.loads((out / "results" / "run.json").read_text())
     assert {t: v["status"] for t, v in run["tasks"].items()} == {t: "ok" for t in TINY}
     # each task's results, its report section and its model files

@@ -203,11 +203,11 @@ def _fingerprint(path: str) -> list:
 # -- running ----------------------------------------------------------------------
 def _execute(tasks: list[dict], params: dict, workers, scheduler, progress: bool):
     """Yield one result dict per task, as they complete."""
-    from tqdm.auto import tqdm
+    from esoct.progress import progress_bar
 
     if not tasks:
         return
-    bar = tqdm(total=len(tasks), desc="radiomics", unit="scan", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="radiomics", unit="scans", enabled=progress)
     if scheduler is not None:
         source = _run_dask(tasks, params, scheduler)
     else:

@@ -173,7 +173,7 @@ def map_patients(
     esoct.study.runner.CohortRun
     """
     from distributed import as_completed
-    from tqdm.auto import tqdm
+    from esoct.progress import progress_bar
 
     from esoct.study.runner import CohortRun, failure_reason, write_failures
 
@@ -187,8 +187,8 @@ def map_patients(
             todo.append(pid)
     outcome: dict = {}
     if todo:
-        with dask_client(scheduler, workers) as client, tqdm(total=len(todo), desc=desc, unit="patient",
-                                                               disable=not progress) as bar:
+        with dask_client(scheduler, workers) as client, progress_bar(total=len(todo), desc=desc, unit="patients",
+                                                                       enabled=progress) as bar:
             futures = {client.submit(call_patient, work, pid, pure=False): pid for pid in todo}
             for future in as_completed(futures):
                 pid = futures[future]

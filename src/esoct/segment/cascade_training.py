@@ -207,7 +207,7 @@ def train_stage(model, cases: list[Case], plan, prep: Preprocessing, run_dir: Pa
         epochs = epochs_for_budget(model, data, _config(s, 1, seed), minutes)
     saved.write_text(f"{int(epochs)}\n")
     return train_segmentation(model, data, run_dir, _config(s, int(epochs), seed), preprocessing=prep, resume=True,
-                              progress=progress)
+                              progress=progress, desc=f"train {run_dir.name}")
 
 
 def fit_stage1(manifest, train_ids, out_dir: Path, s: CascadeSettings, *, seed: int = 0, progress: bool = True):

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from esoct.errors import InputError
+from esoct.progress import progress_bar
 from esoct.segment.data import PatchDataset, Preprocessing
 from esoct.segment.inference import Segmenter
 
@@ -165,6 +166,7 @@ def train_segmentation(
     resume: bool = True,
     progress: bool = True,
     on_epoch_end: Callable[[int, list], None] | None = None,
+    desc: str = "training",
 ) -> TrainingResult:
     """Train a segmentation network, checkpointing every epoch; resume from ``out_dir`` when possible.
 
@@ -185,7 +187,10 @@ def train_segmentation(
         DDP every rank loads the same checkpoint; ``out_dir`` must be on a file system all
         ranks see.
     progress : bool
-        A progress bar per epoch with the running loss (rank 0 only under DDP).
+        A progress bar over every step of the run with its ETA, the epoch and the running loss
+        (rank 0 only under DDP; nested under an open bar, :mod:`esoct.progress`).
+    desc : str
+        Label of the progress bar (e.g. ``"stage 1"``).
     on_epoch_end : callable, optional
         ``on_epoch_end(epoch, history)`` after each epoch's checkpoint (validation, early stop
         by raising...). Called on every rank under DDP (raise on all ranks or none).
@@ -205,11 +210,11 @@ def train_segmentation(
 
     rank_info = ddp.current()
     if not rank_info.distributed:
-        return _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info)
+        return _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info, desc)
     base_seed = dataset.seed
     dataset.seed = ddp.shard_seed(base_seed, rank_info)  # each rank draws its own patches
     try:
-        return _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info)
+        return _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info, desc)
     finally:
         dataset.seed = base_seed
 
@@ -222,9 +227,8 @@ def _null_logger() -> logging.Logger:
     return log
 
 
-def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info) -> TrainingResult:
+def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info, desc) -> TrainingResult:
     """The loop of :func:`train_segmentation`; ``rank_info`` says which rank this is (world size 1: plain)."""
-    from tqdm.auto import tqdm
 
     from esoct.train.checkpoint import load_checkpoint, save_checkpoint
     from esoct.train.device import pick_device, seed_everything
@@ -277,6 +281,7 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
 
     net = wrap_model(model, rank_info)  # DDP under torchrun (broadcasts rank 0's weights), else the model itself
     log, handler = _file_logger(out_dir / "train.log") if rank_info.is_main else (_null_logger(), None)
+    bar = None
     try:
         if start == 0:
             n_params = sum(p.numel() for p in model.parameters())
@@ -285,6 +290,8 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
         elif start < config.epochs:
             log.info("resume after epoch %d of %d", start, config.epochs)
         n_samples = config.iterations_per_epoch * config.batch_size
+        bar = progress_bar(total=config.epochs * config.iterations_per_epoch, initial=start * config.iterations_per_epoch,
+                           desc=desc, unit="steps", enabled=progress and rank_info.is_main)
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
             dataset.set_epoch(epoch)
@@ -295,9 +302,7 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
             net.train()
             lr = optimizer.param_groups[0]["lr"]
             total, steps = 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", disable=not (progress and rank_info.is_main),
-                       leave=False)
-            for batch in bar:
+            for batch in loader:
                 x = batch["image"].to(device, non_blocking=True)
                 y = batch["label"].to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
@@ -313,8 +318,8 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
                 scaler.update()
                 total += float(loss.detach())
                 steps += 1
-                bar.set_postfix(loss=f"{total / steps:.4f}")
-            bar.close()
+                bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {total / steps:.4f}", refresh=False)
+                bar.update(1)
             scheduler.step()
             loss_mean = mean_over_ranks(total / max(steps, 1), rank_info)
             entry = {"epoch": epoch + 1, "loss": loss_mean, "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
@@ -328,6 +333,8 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)
     finally:
+        if bar is not None:
+            bar.close()
         if handler is not None:
             log.removeHandler(handler)
             handler.close()

@@ -25,6 +25,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from esoct.progress import inner_progress, showing_inner_progress
+
 from esoct.study.config import StudyConfig
 
 log = logging.getLogger("esoct")
@@ -69,7 +71,8 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, sc
     out : str or Path
         Study directory (DESIGN.md layout); ``study.yaml`` and ``cohort.csv`` are copied into it.
     progress : bool
-        Show the progress display (one bar over the tasks of the run).
+        Show the progress display: one bar over the tasks of the run and, under it, a bar with its
+        ETA for each long step of the running task (training, per-patient extraction, folds).
     scheduler : str or distributed.Client, optional
         Dask scheduler for the cohort-wide stages (ROI extraction, radiomics, segmentation
         inference); overrides the study file's ``scale.scheduler`` (default ``"local"``: a local
@@ -95,7 +98,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, sc
         scheduler = None
     bar = tqdm(total=len(tasks), desc="study", unit="task", disable=not progress,
                bar_format="{desc}: {n_fmt}/{total_fmt} tasks |{bar}| {elapsed}{postfix}")
-    with _client(scheduler, config.settings["scale"]["workers"]) as client:
+    with _client(scheduler, config.settings["scale"]["workers"]) as client, showing_inner_progress(progress):
         for task in tasks:
             bar.set_postfix_str(task)
             run.status[task], run.seconds[task] = _run_task(config, out, task, client)
@@ -259,7 +262,7 @@ def _segmentation(config: StudyConfig, out: Path, client) -> None:
 
     t = config.task("segmentation")
     result = run_segmentation_study(config.manifest, out, test_centers=config.settings["cohort"]["test_centers"],
-                                    settings=cascade_settings(t), seed=config.settings["seed"], progress=False,
+                                    settings=cascade_settings(t), seed=config.settings["seed"], progress=inner_progress(),
                                     scheduler=client)
     n = result.per_patient["patient_id"].nunique() if not result.per_patient.empty else 0
     metrics = json.loads((out / "results" / "segmentation" / "metrics.json").read_text())
@@ -318,12 +321,12 @@ def _tstage_binary(config: StudyConfig, out: Path, client) -> None:
     task = config.task("tstage_binary")
     preset = get_preset(task["preset"])
     rois = out / "cache" / "rois"
-    roi_run = extract_cohort_rois(config.manifest, rois, kinds=("slices",), scheduler=client, progress=False)
+    roi_run = extract_cohort_rois(config.manifest, rois, kinds=("slices",), scheduler=client, progress=inner_progress())
     manifest = pd.read_csv(config.manifest, dtype={"patient_id": str})
     seqs = load_roi_sequences(rois, dict(zip(manifest["patient_id"], manifest["pT"])), size=preset.image_size,
                               failures=roi_run.failures)
     result = cross_validate(seqs, out, preset=preset, models=tuple(task["models"]), n_splits=task["folds"],
-                            seed=config.settings["seed"], progress=False)
+                            seed=config.settings["seed"], progress=inner_progress())
     res = out / "results" / "tstage"
     _tstage_comparison(result).to_csv(res / "comparison.csv", index=False)
     tables = [("comparison.csv", "Pooled out-of-fold AUC per model (DeLong 95 % CI) and the paired DeLong test")]
@@ -370,7 +373,7 @@ def _tstage_4class(config: StudyConfig, out: Path, client) -> None:
     t = config.task("tstage_4class")
     settings = Tstage4Settings(folds=t["folds"], epochs=t["epochs"], krt_size=tuple(t["krt_size"]),
                                krt_spacing=tuple(t["krt_spacing"]), viewer_cases=t["viewer_cases"])
-    run_tstage4_study(config.manifest, out, settings=settings, seed=config.settings["seed"], progress=False)
+    run_tstage4_study(config.manifest, out, settings=settings, seed=config.settings["seed"], progress=inner_progress())
     write_report_spec(out / "results" / "tstage4", "T-stage, T1 / T2 / T3 / T4 (KRT classifier)", 3,
                       f"KRT crop of {t['krt_size']} voxels at {t['krt_spacing']} mm around the tumour; residual 3D "
                       f"encoder with the nn-TransEC head, focal loss; {t['folds']}-fold patient-level stratified "
@@ -387,7 +390,7 @@ def _lnm(config: StudyConfig, out: Path, client) -> None:
     s, t = config.settings, config.task("lnm")
     run_lnm_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
                   folds=t["folds"], seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client,
-                  progress=False, features=t["features"])
+                  progress=inner_progress(), features=t["features"])
     write_report_spec(out / "results" / "lnm", "Lymph-node metastasis", 4,
                       {"nodes": "Lymph-node features of the baseline CT (count, volume, sphericity, elasticity-map "
                                  "entropy, fractal dimensions)", "tumour": "Tumour radiomics of the baseline CT",
@@ -421,7 +424,7 @@ def _survival(config: StudyConfig, out: Path, client) -> None:
                                     seed=s["seed"])
     run_survival_study(config.manifest, out, test_centers=s["cohort"]["test_centers"], params=s["radiomics"]["params"],
                        deep=deep, n_estimators=task["n_estimators"], n_bootstrap=task["n_bootstrap"], cv=task["cv"],
-                       seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client, progress=False,
+                       seed=s["seed"], workers=s["radiomics"]["workers"], scheduler=client, progress=inner_progress(),
                        endpoint=task["endpoint"])
     radiomics = pd.read_parquet(out / "features" / "radiomics.parquet")
     fit_single_scan_model(radiomics, config.manifest, out, test_centers=s["cohort"]["test_centers"],

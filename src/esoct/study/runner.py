@@ -70,7 +70,7 @@ def run_per_patient(
     -------
     CohortRun
     """
-    from tqdm.auto import tqdm
+    from esoct.progress import progress_bar
 
     if scheduler is not None:
         from esoct.scale.dask import map_patients
@@ -79,7 +79,7 @@ def run_per_patient(
                             failures_csv=failures_csv, desc=desc, progress=progress)
     run = CohortRun()
     patients = list(patients)
-    for pid in tqdm(patients, desc=desc, unit="patient", disable=not progress):
+    for pid in progress_bar(patients, desc=desc, unit="patients", enabled=progress):
         if done is not None and done(pid):
             run.skipped.append(pid)
             continue
