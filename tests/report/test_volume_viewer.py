@@ -136,3 +136,39 @@ def test_switching_layers_off_removes_them(page, tmp_path):
     _chromium([f"--screenshot={shot}", "--window-size=1200,900", heat_only], tmp_path / "p3")
     seen = _colour_pixels(shot)
     assert seen["warm"] > 1000 and seen["green"] < 10, seen
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed: run make browser")
+def test_the_report_shows_each_case_whole_volume(tmp_path, shared_data):
+    """A study's viewer case with the whole-volume files tstage_4class writes, and the segmentation task's
+    prediction: the report holds a NiiVue viewer with four layers that loads in Chromium."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_html_report import make_study
+
+    from esoct.report.html import write_report
+    from esoct.report.volume_viewer import display_grid
+
+    info = make_study(tmp_path)
+    study, pid = info["study"], info["pid"]
+    ts = shared_data / "totalsegmentator"
+    ct = read_image(ts / "example_ct_sm.nii.gz")
+    seg = read_image(ts / "example_seg.nii.gz")
+    viewer = study / "results" / "viewer"
+    write_image(display_grid(ct, 64), viewer / f"{pid}_ct.nii.gz")
+    write_image(seg.with_array((seg.array == 52).astype(np.uint8)), viewer / f"{pid}_reference.nii.gz")
+    cam = Volume(np.ones((8, 16, 16), np.float32), (6.0, 6.0, 6.0), ct.index_to_physical((10, 30, 40)), ct.direction)
+    write_image(cam, viewer / f"{pid}_gradcam.nii.gz")
+    (study / "results" / "segmentation" / "labels").mkdir(parents=True, exist_ok=True)
+    write_image(seg.with_array((seg.array == 5).astype(np.uint8)),
+                study / "results" / "segmentation" / "labels" / f"{pid}_pre_seg.nii.gz")
+    report = write_report(study)
+    text = report.read_text()
+    assert "<h3>Whole volume</h3>" in text and text.count('<figure class="esoct-niivue"') == 1
+    data = json.loads(re.search(r'class="esoct-niivue-data">(.*?)</script>', text, re.S).group(1).replace("<\\/", "</"))
+    assert [l["name"] for l in data["layers"]] == ["CT", "reference", "predicted (segmentation task)", "Grad-CAM (KRT)"]
+    tag = _figure_tag(_chromium(["--dump-dom", report.resolve().as_uri()], tmp_path / "profile").stdout)
+    assert 'data-status="ready"' in tag and 'data-volumes="4"' in tag, tag
+    dims = json.loads(re.search(r'data-dims="([^"]*)"', tag).group(1).replace("&quot;", '"'))
+    assert dims == [[64, 53, 30]] * 4  # 122 x 101 shrunk to at most 64 in-plane

@@ -16,6 +16,7 @@ import yaml
 from esoct.errors import InputError
 from esoct.report.methods import methods_html
 from esoct.report.viewer import MAX_CASES, VIEWER_CSS, VIEWER_JS, encode_case, load_case, viewer_html
+from esoct.report.volume_viewer import VIEWER_CSS as VOLUME_VIEWER_CSS
 
 log = logging.getLogger("esoct")
 
@@ -329,10 +330,45 @@ def _viewer_section(study_dir: Path) -> str:
         panels.append(viewer_html(encoded, len(panels)))
     more = (f"<p class='esoct-note'>{len(files) - MAX_CASES} more case file(s) in results/viewer are not shown.</p>"
             if len(files) > MAX_CASES else "")
-    return ('<section id="viewer"><h2>Case viewer</h2><p>Axial slices (window 40/400 HU). Scroll with the mouse '
+    whole = _whole_volume_viewers(study_dir, files[:MAX_CASES])
+    return ('<section id="viewer"><h2>Case viewer</h2>' + whole +
+            '<h3>KRT crops</h3><p>Axial slices (window 40/400 HU). Scroll with the mouse '
             "wheel over the image, the slider or the arrow keys; the check boxes show or hide the label overlays and "
             "the Grad-CAM map (red: high attention).</p>"
             f'<div class="esoct-viewers">{"".join(panels)}</div>{more}</section>')
+
+
+def _whole_volume_viewers(study_dir: Path, files: list[Path]) -> str:
+    """NiiVue viewers of the cases' whole CTs: reference outlines (green), the segmentation task's prediction
+    (red, test-centre patients) and the KRT Grad-CAM at its place; empty when no case has ``<id>_ct.nii.gz``."""
+    from esoct.io.imageio import read_image
+    from esoct.report.volume_viewer import VIEWER_INIT_JS, niivue_script, viewer_figure, viewer_layers
+
+    viewer_dir = study_dir / "results" / "viewer"
+    figures = []
+    for path in files:
+        pid = path.stem
+        ct = viewer_dir / f"{pid}_ct.nii.gz"
+        if not ct.is_file():
+            continue
+        try:
+            labels = [("reference", read_image(viewer_dir / f"{pid}_reference.nii.gz", patient=pid))]
+            predicted = study_dir / "results" / "segmentation" / "labels" / f"{pid}_pre_seg.nii.gz"
+            if predicted.is_file():
+                labels.append(("predicted (segmentation task)", read_image(predicted, patient=pid)))
+            cam = viewer_dir / f"{pid}_gradcam.nii.gz"
+            heat = read_image(cam, patient=pid) if cam.is_file() else None
+            layers = viewer_layers(read_image(ct, patient=pid), labels, heat, heat_name="Grad-CAM (KRT)", max_inplane=256)
+            title = str(load_case(path)["title"])
+            figures.append(viewer_figure(layers, title, f"esoct-niivue-{len(figures)}"))
+        except InputError as exc:
+            figures.append(f"<p class='esoct-note'>{_esc(_scrub(str(exc), study_dir))}</p>")
+    if not any("esoct-niivue" in f for f in figures):
+        return "".join(figures)
+    return ("<h3>Whole volume</h3><p>Each case's whole CT in three planes (NiiVue, inlined; no network): the reference "
+            "label map's outlines in green, the segmentation task's prediction in red (test-centre patients), the KRT "
+            "classifier's Grad-CAM in warm colours at the crop's place; switch layers with the check boxes.</p>"
+            + "".join(figures) + niivue_script() + f"<script>{VIEWER_INIT_JS}</script>")
 
 
 def build_report(study_dir: str | Path) -> str:
@@ -405,7 +441,7 @@ def build_report(study_dir: str | Path) -> str:
     ])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_esc(name)}: esoct report</title><style>{PAGE_CSS}{VIEWER_CSS}</style></head>\n"
+            f"<title>{_esc(name)}: esoct report</title><style>{PAGE_CSS}{VIEWER_CSS}{VOLUME_VIEWER_CSS}</style></head>\n"
             f"<body>\n{body}\n<script>{VIEWER_JS}</script>\n</body></html>\n")
 
 

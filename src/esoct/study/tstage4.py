@@ -166,12 +166,16 @@ def run_tstage4_study(
         models[k] = model
     pd.DataFrame(sorted(failures.items()), columns=["patient_id", "reason"]).to_csv(res_dir / "failures.csv",
                                                                                    index=False)
-    _viewer_cases(result.predictions, models, crops, s, out / "results" / "viewer")
+    _viewer_cases(result.predictions, models, crops, s, out / "results" / "viewer", manifest)
     return result
 
 
-def _viewer_cases(predictions: pd.DataFrame, models: dict, crops: dict, s: Tstage4Settings, viewer_dir: Path) -> None:
-    """Write ``results/viewer/<id>.npz`` for a few patients, one per T stage first, with their fold's Grad-CAM."""
+def _viewer_cases(predictions: pd.DataFrame, models: dict, crops: dict, s: Tstage4Settings, viewer_dir: Path,
+                  manifest=None) -> None:
+    """Write ``results/viewer/<id>.npz`` for a few patients, one per T stage first, with their fold's Grad-CAM.
+
+    With the manifest, each case also gets the whole-volume viewer's files (:func:`_whole_volume_files`).
+    """
     from esoct.classify.gradcam3d import grad_cam_3d
     from esoct.classify.krt import normalize_ct
 
@@ -190,3 +194,25 @@ def _viewer_cases(predictions: pd.DataFrame, models: dict, crops: dict, s: Tstag
         np.savez_compressed(viewer_dir / f"{row.patient_id}.npz", image=image.astype(np.float32),
                             labels=labels.astype(np.uint8), gradcam=cam.cam.astype(np.float32),
                             spacing=np.asarray(s.krt_spacing, float), title=np.array(title))
+        if manifest is not None:
+            _whole_volume_files(manifest, row.patient_id, cam.cam, s, viewer_dir)
+
+
+def _whole_volume_files(manifest, pid: str, cam: np.ndarray, s: Tstage4Settings, viewer_dir: Path) -> None:
+    """``<id>_ct.nii.gz`` (the CT shrunk to 256 voxels in-plane), ``<id>_reference.nii.gz`` and
+    ``<id>_gradcam.nii.gz`` (the KRT crop's Grad-CAM at the crop's place in the patient) for the report's
+    whole-volume viewer (:mod:`esoct.report.volume_viewer`)."""
+    from esoct.classify.krt import krt_crop
+    from esoct.io.imageio import read_image, write_image
+    from esoct.io.volume import Volume
+    from esoct.report.volume_viewer import display_grid
+
+    image = read_image(manifest.resolve(pid, "image_pre"), patient=pid)
+    labels = read_image(manifest.resolve(pid, "mask_pre"), patient=pid)
+    box = krt_crop(image, labels, tuple(s.krt_size), spacing_zyx=tuple(s.krt_spacing), patient=pid)
+    if cam.shape != box.image.array.shape:
+        raise InputError(f"Grad-CAM {cam.shape} does not fit the KRT crop {box.image.array.shape}", patient=pid)
+    write_image(display_grid(image, 256), viewer_dir / f"{pid}_ct.nii.gz")
+    write_image(labels.with_array(np.asarray(labels.array).astype(np.uint8)), viewer_dir / f"{pid}_reference.nii.gz")
+    write_image(Volume(cam.astype(np.float32), box.image.spacing, box.image.origin, box.image.direction),
+                viewer_dir / f"{pid}_gradcam.nii.gz")
