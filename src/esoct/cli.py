@@ -102,6 +102,10 @@ def _cmd_run(args) -> int:
     config = load_study(args.study)
     if args.check:
         print(f"{args.study}: valid; tasks: {', '.join(config.enabled_tasks) or 'none'}")
+        if config.enabled_tasks:
+            from esoct.study.estimate import estimate_study, format_estimates
+
+            print(format_estimates(*estimate_study(config)))
         return EXIT_OK
     run = run_study(config, args.out, progress=not args.quiet, scheduler=args.scheduler)
     for task, status in run.status.items():
@@ -203,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tasks; a failed task is recorded and the others still run.")
     s.add_argument("study", help="YAML study file (see esoct init)")
     s.add_argument("--out", default="study", help="study directory (default ./study)")
-    s.add_argument("--check", action="store_true", help="only validate the study file and the split")
+    s.add_argument("--check", action="store_true",
+                   help="only validate the study file and the split, and print each task's estimated wall time")
     s.add_argument("--scheduler", default=None,
                    help='Dask scheduler for the cohort-wide stages: "local" (a cluster on this machine), an address '
                         "such as tcp://host:8786, or none (no Dask); default: the study file's scale.scheduler")
