@@ -354,7 +354,8 @@ def main() -> None:
     from esoct.report.segmentation_figures import plot_learning_curves
 
     plot_learning_curves({"stage 1": res1.history, **{n: r.get("history") for n, r in results.items()}},
-                         out / "learning_curves.png", title="Learning curves (centres A + B)")
+                         out / "learning_curves.png", title="Learning curves (centres A + B)",
+                         loss=s.loss)
     keys = ("tumour_dice_median", "tumour_found_rate", "node_dice", "node_sensitivity_5mm", "node_fp_per_patient",
             "organ_dice", "node_sensitivity_by_size", "node_sensitivity_5mm_at_1fp", "train_seconds")
     train_minutes = (t1 - t0 + t2 - t1 + main_row.get("train_seconds", 0.0)) / 60.0

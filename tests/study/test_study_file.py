@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -137,12 +138,23 @@ def test_cli_init_check_and_run_with_a_failing_task(cohort, tmp_path, capsys):
         "featureClass": {"firstorder": None, "shape": None}}))
     path.write_text(yaml.safe_dump(doc))
     assert main(["run", str(path), "--check"]) == 0
-    assert "valid; tasks: survival" in capsys.readouterr().out
+    checked = capsys.readouterr().out
+    assert "valid; tasks: survival" in checked
+    # the time estimate: one line per task with what it counted (the radiomics cost probed on patient 1)
+    line = next(ln for ln in checked.splitlines() if ln.strip().startswith("survival"))
+    assert "s per scan measured" in line and "90 scans" in line, checked
+    assert re.search(r"^  total\s+\d+ (s|min)$", checked, re.M), checked
+    from esoct.study.estimate import estimate_study
+
+    (estimate,), _ = estimate_study(load_study(path))
+    estimated = estimate.seconds
     assert main(["run", str(path), "--check", "--scheduler", "local"]) == 0
     out = tmp_path / "study"
     code = main(["run", str(path), "--out", str(out), "-q"])
     printed = capsys.readouterr().out
     assert code == 0, printed
+    took = json.loads((out / "results" / "run.json").read_text())["tasks"]["survival"]["seconds"]
+    assert took / 3 < estimated < took * 3, (estimated, took)
     assert (out / "study.yaml").read_text() == path.read_text() and (out / "cohort.csv").is_file()
     metrics = json.loads((out / "results" / "survival" / "metrics.json").read_text())
     assert metrics["n_test"] > 0 and "survival: ok" in printed

@@ -40,7 +40,8 @@ def plot_froc(curve: pd.DataFrame, path: str | Path, *, title: str = "Lymph node
         return save_figure(fig, path)[0]
 
 
-def plot_learning_curves(histories: dict, path: str | Path, *, title: str = "Segmentation: learning curves") -> Path:
+def plot_learning_curves(histories: dict, path: str | Path, *, title: str = "Segmentation: learning curves",
+                         loss: str = "ce_dice") -> Path:
     """Training loss per epoch of each run.
 
     Parameters
@@ -50,6 +51,8 @@ def plot_learning_curves(histories: dict, path: str | Path, *, title: str = "Seg
         or a list of losses.
     path : str or Path
         PNG file.
+    loss : {"ce_dice", "focal_dice"}
+        The loss trained (named on the y axis).
 
     Returns
     -------
@@ -68,7 +71,8 @@ def plot_learning_curves(histories: dict, path: str | Path, *, title: str = "Seg
             ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=2.5 if len(losses) > 5 else 6,
                     linestyle=("-", "--", ":")[(i // max(n_colours, 1)) % 3], label=name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss (focal + Dice, deep-supervised)")
+        name = {"ce_dice": "cross-entropy + Dice", "focal_dice": "focal + Dice"}.get(loss, loss)
+        ax.set_ylabel(f"training loss ({name}, deep-supervised)")
         ax.set_title(title)
         ax.legend(fontsize=7)
         return save_figure(fig, path)[0]

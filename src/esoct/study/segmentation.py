@@ -107,7 +107,7 @@ def run_segmentation_study(
         training = {"seconds": fit.seconds, "failures": fit.failures,
                     "epochs": {k: len(v) for k, v in fit.histories.items()}}
         plot_learning_curves({k.replace("stage", "stage "): v for k, v in fit.histories.items()},
-                             res_dir / "figures" / "learning_curves.png")
+                             res_dir / "figures" / "learning_curves.png", loss=s.loss)
         _export_nnunet(manifest, train_ids, test_ids, work / "crops" / "manifest.csv", res_dir / "nnunet")
     per_patient, stage1, failures = _segment_and_score(model_dir, manifest, test_ids, res_dir, progress, scheduler)
     summary, agreement = _summaries(per_patient)
