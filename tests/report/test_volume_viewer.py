@@ -172,3 +172,13 @@ def test_the_report_shows_each_case_whole_volume(tmp_path, shared_data):
     assert 'data-status="ready"' in tag and 'data-volumes="4"' in tag, tag
     dims = json.loads(re.search(r'data-dims="([^"]*)"', tag).group(1).replace("&quot;", '"'))
     assert dims == [[64, 53, 30]] * 4  # 122 x 101 shrunk to at most 64 in-plane
+
+
+def test_view_errors_name_the_file_and_exit_2(tmp_path, capsys, shared_data):
+    ct = shared_data / "totalsegmentator" / "example_ct_sm.nii.gz"
+    assert main(["view", str(ct), "--labels", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "v.html")]) == 2
+    err = capsys.readouterr().err
+    assert "esoct view: error:" in err and "missing.nii.gz" in err
+    lab = read_image(shared_data / "totalsegmentator" / "example_seg.nii.gz")
+    with pytest.raises(Exception, match="at most 5 label maps"):
+        viewer_layers(read_image(ct), [(str(i), lab) for i in range(6)])

@@ -320,6 +320,7 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
                 steps += 1
                 bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {total / steps:.4f}", refresh=False)
                 bar.update(1)
+            bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {total / max(steps, 1):.4f}")  # shown once per epoch at least
             scheduler.step()
             loss_mean = mean_over_ranks(total / max(steps, 1), rank_info)
             entry = {"epoch": epoch + 1, "loss": loss_mean, "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-#: The demo's study file: every task, sized for a 2-core CPU (about 11 minutes for 60 patients).
+#: The demo's study file: every task, sized for a 2-core CPU (21 minutes for 60 patients on a 2-core Xeon).
 DEMO_STUDY = """\
 # esoct demo study: every task on a synthetic phantom cohort, sized for a 2-core CPU.
 name: esoct-demo (phantom cohort)
