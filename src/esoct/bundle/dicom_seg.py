@@ -82,6 +82,29 @@ def _descriptions(present: list[int], version: str):
     return out
 
 
+def sop_uids_from_file_meta(ds, path=None):
+    """Fill an empty SOPClassUID / SOPInstanceUID from the file meta (MediaStorage...), in place.
+
+    Some anonymised exports blank them in the data set (the Siemens series in ../shared/data does)
+    while the file meta keeps them; a SEG must reference each slice by them.
+
+    Raises
+    ------
+    InputError
+        Both the data set and the file meta lack one of them (naming the file).
+    """
+    meta = getattr(ds, "file_meta", None)
+    for tag, meta_tag in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+        if str(ds.get(tag, "") or "").strip():
+            continue
+        value = str(meta.get(meta_tag, "") or "").strip() if meta is not None else ""
+        if not value:
+            raise InputError(f"{tag} is empty in the data set and its file meta: a DICOM SEG cannot reference this "
+                             f"slice", path)
+        setattr(ds, tag, value)
+    return ds
+
+
 def write_dicom_seg(labels: Volume, source_files: list[str | Path], path: str | Path, *, case_id: str,
                     keep_phi: bool = False, series_description: str = "esoct segmentation") -> dict:
     """Write a DICOM SEG of ``labels`` referencing the CT slices ``source_files``.
@@ -119,7 +142,7 @@ def write_dicom_seg(labels: Volume, source_files: list[str | Path], path: str | 
     import esoct
 
     arr = np.asarray(labels.array)
-    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in source_files]
+    sources = [sop_uids_from_file_meta(pydicom.dcmread(f, stop_before_pixels=True), f) for f in source_files]
     if len(sources) != arr.shape[0] or any((int(s.Rows), int(s.Columns)) != arr.shape[1:] for s in sources):
         raise InputError(f"label map {arr.shape} does not match the DICOM series ({len(sources)} slices of "
                          f"{sources[0].Rows} x {sources[0].Columns})", Path(source_files[0]).parent)
@@ -154,7 +177,7 @@ def read_dicom_seg_labels(path: str | Path, source_files: list[str | Path]) -> n
     import pydicom
 
     seg = hd.seg.segread(path)
-    uids = [str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+    uids = [str(sop_uids_from_file_meta(pydicom.dcmread(f, stop_before_pixels=True), f).SOPInstanceUID)
             for f in source_files]
     by_name = {name: label for label, (name, _, _) in SEGMENTS.items()}
     numbers = list(seg.segment_numbers)
