@@ -162,3 +162,22 @@ def test_integrated_brier_comparison():
     assert res.difference.high < 0 and res.p_value < 0.01
     same = compare_integrated_brier(y, y, truth, truth, times, n_resamples=300)
     assert same.p_value == 1.0
+
+
+def test_noether_p_value_alternatives_follow_survcomp(veterans):
+    """Current survcomp: p two-sided by default (2 P(Z > |z|)); older releases returned one tail in the
+    direction of C (``pnorm(z, lower.tail = cindex < 0.5)``), half of it."""
+    v = veterans
+    for risk in (v["karnofsky"], -v["karnofsky"], v["age"]):
+        c_ref, se_ref = _survcomp_reference(v["event"], v["time"], risk)
+        z = (c_ref - 0.5) / se_ref
+        two = noether_c_index(v["event"], v["time"], risk)
+        assert two.p_value == pytest.approx(min(1.0, 2 * stats.norm.sf(abs(z))), rel=1e-9)
+        old = noether_c_index(v["event"], v["time"], risk, alternative="directional")
+        assert old.p_value == pytest.approx(stats.norm.cdf(z) if c_ref < 0.5 else stats.norm.sf(z), rel=1e-9)
+        assert two.p_value == pytest.approx(min(1.0, 2 * old.p_value), rel=1e-9)
+        greater = noether_c_index(v["event"], v["time"], risk, alternative="greater").p_value
+        less = noether_c_index(v["event"], v["time"], risk, alternative="less").p_value
+        assert greater + less == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(InputError, match="alternative"):
+        noether_c_index(v["event"], v["time"], v["age"], alternative="two.sided")

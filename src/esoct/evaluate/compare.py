@@ -178,7 +178,8 @@ def compare_integrated_brier(
 # --------------------------------------------------------------------------- survcomp
 
 
-def noether_c_index(event, time, risk, alpha: float = 0.05, min_pairs: int = 10) -> NoetherC:
+def noether_c_index(event, time, risk, alpha: float = 0.05, min_pairs: int = 10,
+                    alternative: str = "two-sided") -> NoetherC:
     """survcomp's concordance index with Noether's standard error (``method="noether"``).
 
     Reproduces ``survcomp::concordance.index(x, surv.time, surv.event, method="noether")`` with unit
@@ -188,7 +189,7 @@ def noether_c_index(event, time, risk, alpha: float = 0.05, min_pairs: int = 10)
     ``N = n``: ``pc = sum(ch) / (N (N-1))``, ``pd = sum(dh) / (N (N-1))``, ``C = pc / (pc + pd)``,
     ``pcc = sum(ch (ch-1)) / (N (N-1) (N-2))`` (likewise ``pdd``, ``pcd = sum(ch dh) / ...``),
     ``var = 4 / (pc + pd)^4 (pd^2 pcc - 2 pc pd pcd + pc^2 pdd)``, ``se = sqrt(var / N)``, a Wald
-    interval clipped to [0, 1] and a one-sided normal p-value against 0.5 (in the direction of C).
+    interval clipped to [0, 1] and a normal p-value against 0.5 (``alternative``).
     Because ties are excluded, C differs from Harrell's C of :func:`harrell_c` when risks or times tie.
     The pair counts are computed exactly in O(n^2) in blocks of rows, as survcomp does in C.
 
@@ -202,6 +203,11 @@ def noether_c_index(event, time, risk, alpha: float = 0.05, min_pairs: int = 10)
         1 - confidence level.
     min_pairs : int
         survcomp's ``comppairs``: fewer comparable pairs give NaN.
+    alternative : {"two-sided", "greater", "less", "directional"}
+        The p-value's alternative to C = 0.5. ``"two-sided"`` (``2 P(Z > |z|)``) is the default of
+        current survcomp's ``concordance.index(alternative = c("two.sided", "less", "greater"))``;
+        ``"directional"`` is the one tail in the direction of C that older survcomp releases
+        returned (``pnorm(z, lower.tail = cindex < 0.5)``, R/concordance.index.R), half the two-sided p.
 
     Returns
     -------
@@ -230,7 +236,7 @@ def noether_c_index(event, time, risk, alpha: float = 0.05, min_pairs: int = 10)
             stacklevel=2,
         )
         return NoetherC(np.nan, np.nan, np.nan, np.nan, np.nan, n, pairs)
-    return _noether(ch.astype(float), dh.astype(float), n, alpha, pairs)
+    return _noether(ch.astype(float), dh.astype(float), n, alpha, pairs, alternative)
 
 
 def _survcomp_pair_counts(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +254,8 @@ def _survcomp_pair_counts(event: np.ndarray, time: np.ndarray, risk: np.ndarray)
     return ch, dh
 
 
-def _noether(ch: np.ndarray, dh: np.ndarray, n: int, alpha: float, pairs: int) -> NoetherC:
+def _noether(ch: np.ndarray, dh: np.ndarray, n: int, alpha: float, pairs: int,
+             alternative: str = "two-sided") -> NoetherC:
     pc = ch.sum() / (n * (n - 1))
     pd = dh.sum() / (n * (n - 1))
     c = pc / (pc + pd)
@@ -259,7 +266,12 @@ def _noether(ch: np.ndarray, dh: np.ndarray, n: int, alpha: float, pairs: int) -
         return NoetherC(float(c), np.nan, np.nan, np.nan, np.nan, n, pairs)
     se = float(np.sqrt(var / n))
     half = stats.norm.ppf(1 - alpha / 2) * se
-    p = stats.norm.cdf((c - 0.5) / se) if c < 0.5 else stats.norm.sf((c - 0.5) / se)
+    z = (c - 0.5) / se
+    tails = {"two-sided": lambda: 2.0 * stats.norm.sf(abs(z)), "greater": lambda: stats.norm.sf(z),
+             "less": lambda: stats.norm.cdf(z), "directional": lambda: stats.norm.sf(abs(z))}
+    if alternative not in tails:
+        raise InputError(f"alternative {alternative!r}: choose from {sorted(tails)}")
+    p = min(1.0, tails[alternative]())
     return NoetherC(float(c), se, float(np.clip(c - half, 0, 1)), float(np.clip(c + half, 0, 1)), float(p), n, pairs)
 
 
