@@ -189,3 +189,20 @@ def test_survival_endpoint_must_be_a_column_pair_of_the_manifest(cohort):
         load_study(_write(cohort, doc))
     doc["tasks"]["survival"]["endpoint"] = "os"
     assert load_study(_write(cohort, doc)).task("survival")["endpoint"] == "os"
+
+
+def test_workers_widths_model_lists_and_duplicate_keys_are_checked(cohort):
+    doc = {"cohort": {"manifest": "cohort/manifest.csv", "test_centers": ["C"]},
+           "radiomics": {"workers": 0},
+           "tasks": {"tstage_binary": {"models": []}, "tstage_4class": {"folds": 2},
+                     "survival": {"deep_width": 0}}}
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(cohort, doc))
+    problems = err.value.problems
+    assert "radiomics.workers: must be at least 1, got 0" in problems
+    assert "tasks.tstage_binary.models: must name at least one, got an empty list" in problems
+    assert "tasks.survival.deep_width: must be greater than 0, got 0" in problems
+    text = "cohort:\n  manifest: cohort/manifest.csv\n  test_centers: [C]\nseed: 1\nseed: 2\n"
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(cohort, text))
+    assert len(err.value.problems) == 1 and "key 'seed' appears twice (lines 4 and 5)" in err.value.problems[0]

@@ -102,6 +102,8 @@ _CHOICES = {
 }
 _MINIMUM = {
     ("scale", "workers"): 1,
+    ("radiomics", "workers"): 1,
+    ("cohort", "test_fraction"): 0.01,
     ("tasks", "segmentation", "stage1_epochs"): 1,
     ("tasks", "segmentation", "stage2_epochs"): 1,
     ("tasks", "segmentation", "iterations"): 1,
@@ -278,7 +280,7 @@ def load_study(path: str | Path, check_cohort: bool = True) -> StudyConfig:
     if not path.is_file():
         raise InputError("study file not found", path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise StudyFileError(path, [f"not valid YAML: {exc}"]) from exc
     if raw is None:
@@ -349,7 +351,35 @@ def _check_value(value, types, here: tuple, problems: list, default):
     minimum = _MINIMUM.get(here)
     if minimum is not None and value is not None and value < minimum:
         problems.append(f"{_dotted(here)}: must be at least {minimum}, got {value}")
+    if here in _POSITIVE and value is not None and not value > 0:
+        problems.append(f"{_dotted(here)}: must be greater than 0, got {value}")
+    if here in _NON_EMPTY and isinstance(value, list) and not value:
+        problems.append(f"{_dotted(here)}: must name at least one, got an empty list")
     return value
+
+
+#: Keys whose value must be greater than 0, and lists that must not be empty.
+_POSITIVE = {("tasks", "survival", "deep_width")}
+_NON_EMPTY = {("tasks", "tstage_binary", "models")}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
 def _check_split(manifest_path: Path, settings: dict) -> list[str]:
