@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     except EsoctError as exc:
         print(f"esoct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         print(f"esoct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -260,3 +260,14 @@ def test_wall_thickening_does_not_change_the_t_stage():
             volumes.append(mask.sum())
         assert stages[0] == stages[1] == spec.tumour.t_stage
         assert volumes[1] > volumes[0]
+
+
+def test_phantom_cli_refuses_bad_counts_and_a_file_as_output(tmp_path, capsys):
+    from esoct.cli import main
+
+    assert main(["phantom", "--patients", "0", "--out", str(tmp_path / "p"), "-q"]) == 2
+    assert "--patients must be at least 1, got 0" in capsys.readouterr().err
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    assert main(["phantom", "--patients", "2", "--out", str(target), "-q"]) == 2
+    assert "the output folder is an existing file" in capsys.readouterr().err and target.read_text() == "x"

@@ -195,8 +195,12 @@ def generate_cohort(
     """
     from tqdm.auto import tqdm
 
+    from esoct.errors import InputError
+
     if n_patients < 1:
-        raise ValueError("n_patients must be at least 1")
+        raise InputError(f"--patients must be at least 1, got {n_patients}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError("the output folder is an existing file", out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     assigned = assign_centers(n_patients, seed, centers)
