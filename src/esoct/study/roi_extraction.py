@@ -13,6 +13,7 @@ Outputs in ``out`` for patient ``<id>`` and time point ``<tp>``:
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -118,18 +119,42 @@ def _extract_patient(pid: str, *, manifest, out: Path, kinds: tuple, timepoint: 
     row = {"patient_id": pid, "timepoint": timepoint}
     if "slices" in kinds:
         seq = resolstm_inputs(image, mask, patient=pid)
-        np.savez_compressed(out / f"{pid}_{timepoint}_slices.npz", images=seq.images.astype(np.float32),
-                            masks=seq.masks, slice_index=seq.slice_index, z_mm=seq.z_mm)
+        save_npz_atomic(out / f"{pid}_{timepoint}_slices.npz", images=seq.images.astype(np.float32),
+                        masks=seq.masks, slice_index=seq.slice_index, z_mm=seq.z_mm)
         row["n_slices"] = int(len(seq.slice_index))
     if "slab" in kinds:
         slab = longitudinal_inputs(image, mask, patient=pid)
-        np.savez_compressed(out / f"{pid}_{timepoint}_slab.npz", channels=slab.channels.astype(np.float32),
-                            masks=slab.masks, slice_index=slab.slice_index)
+        save_npz_atomic(out / f"{pid}_{timepoint}_slab.npz", channels=slab.channels.astype(np.float32),
+                        masks=slab.masks, slice_index=slab.slice_index)
         row["slab_center_index"] = int(slab.center_index)
     if "krt" in kinds:
         box = krt_inputs(image, mask, spacing_zyx=krt_spacing, patient=pid)
-        write_image(box.image, out / f"{pid}_{timepoint}_krt_image.nii.gz")
-        write_image(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
+        _write_image_atomic(box.image, out / f"{pid}_{timepoint}_krt_image.nii.gz")
+        _write_image_atomic(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
         row["krt_tumour_inside"] = bool(box.tumour_inside)
         row["krt_fraction_inside"] = round(float(box.fraction_inside), 4)
     return row
+
+
+def save_npz_atomic(path: Path, **arrays) -> Path:
+    """``numpy.savez_compressed`` to a temporary name in the same folder, then rename: a file that
+    exists is complete, so "done" can mean "the file exists" even after a crash mid-write."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_image_atomic(volume, path: Path) -> Path:
+    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")
+    try:
+        write_image(volume, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
