@@ -27,6 +27,7 @@ import numpy as np
 
 from esoct.errors import InputError
 from esoct.io.volume import Volume
+from esoct.preprocess.resample import resample_like
 
 NIIVUE_VERSION = "0.69.0"
 NIIVUE_FILE = Path(__file__).parent / "vendor" / f"niivue-{NIIVUE_VERSION}.umd.js"
@@ -76,28 +77,6 @@ def niivue_script() -> str:
     return f"<script>{NIIVUE_FILE.read_text(encoding='utf-8')}</script>"
 
 
-def resample_like(volume: Volume, reference: Volume, *, nearest: bool) -> Volume:
-    """``volume`` on the grid of ``reference`` (SimpleITK, identity transform; outside: 0).
-
-    Parameters
-    ----------
-    volume, reference : Volume
-    nearest : bool
-        Nearest-neighbour (label maps) instead of linear interpolation.
-    """
-    import SimpleITK as sitk
-
-    if volume.array.shape == reference.array.shape and np.allclose(volume.spacing, reference.spacing) \
-            and np.allclose(volume.origin, reference.origin) and np.allclose(volume.direction, reference.direction):
-        return volume
-    image = volume.to_sitk()
-    if not nearest:
-        image = sitk.Cast(image, sitk.sitkFloat32)
-    out = sitk.Resample(image, reference.to_sitk(), sitk.Transform(),
-                        sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear, 0.0)
-    return Volume.from_sitk(out)
-
-
 def display_grid(image: Volume, max_inplane: int = MAX_INPLANE) -> Volume:
     """The CT as displayed: shrunk in-plane (linear) so that neither in-plane axis exceeds ``max_inplane``."""
     import SimpleITK as sitk
@@ -117,6 +96,10 @@ def display_grid(image: Volume, max_inplane: int = MAX_INPLANE) -> Volume:
     return Volume.from_sitk(sitk.Cast(out, sitk.sitkInt16))
 
 
+#: 4-neighbourhood within an axial slice.
+_IN_PLANE_CROSS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
+
+
 def outline(labels: Volume) -> Volume:
     """In-plane (axial) outline of the foreground of a label map: 1 on its border voxels, else 0.
 
@@ -125,12 +108,11 @@ def outline(labels: Volume) -> Volume:
     """
     from scipy import ndimage
 
-    mask = np.asarray(labels.array) > 0
-    inner = ndimage.binary_erosion(mask, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
-    border = mask & ~inner
-    for value in np.unique(labels.array[mask]) if mask.any() else []:  # borders between touching classes
-        one = np.asarray(labels.array) == value
-        border |= one & ~ndimage.binary_erosion(one, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
+    array = np.asarray(labels.array)
+    border = np.zeros(array.shape, bool)
+    for value in np.unique(array[array > 0]):  # per class: borders between touching classes are drawn too
+        one = array == value
+        border |= one & ~ndimage.binary_erosion(one, structure=_IN_PLANE_CROSS)
     return labels.with_array(border.astype(np.uint8))
 
 
@@ -161,9 +143,10 @@ def viewer_layers(image: Volume, labels: Sequence[tuple[str, Volume]] = (), heat
     grid = display_grid(image, max_inplane)
     layers = [ViewerLayer("CT", grid, "gray", 1.0, *CT_RANGE_HU, swatch="#808080")]
     for (name, lab), (cmap, swatch) in zip(labels, LABEL_COLOURS):
-        layers.append(ViewerLayer(name, outline(resample_like(lab, grid, nearest=True)), cmap, 1.0, 0.5, 1.0, swatch))
+        layers.append(ViewerLayer(name, outline(resample_like(lab, grid, is_label=True, default_value=0)), cmap, 1.0,
+                                  0.5, 1.0, swatch))
     if heat is not None:
-        warm = resample_like(heat, grid, nearest=False)
+        warm = resample_like(heat, grid, interpolator="linear", default_value=0.0)
         layers.append(ViewerLayer(heat_name, warm.with_array(np.clip(warm.array, 0, 1).astype(np.float32)), "warm",
                                   0.5, 0.2, 1.0, "#ff8000"))
     return layers
