@@ -1,13 +1,19 @@
 """Benchmark the segmentation cascade against today's one-stage network, MONAI baselines and ablations.
 
-Run: ``.venv/bin/python bench/bench_cascade.py --patients 100 --out DIR`` (about 70 minutes on
+Run: ``.venv/bin/python bench/bench_cascade.py --patients 100 --out DIR`` (about 95 minutes on
 2 CPU cores). Writes ``DIR/cascade.json`` (and learning curves, ``DIR/learning_curves.png``).
 
 Design (issue 13): a phantom cohort in three centres; the cascade is planned and trained on
 centres A + B only and every model is scored on centre C (never looked at to choose a setting:
-every setting is the plan's or fixed before the run). Phase A trains stage 1 and cuts the stage-2
-crops of the training patients and predicts stage 1 on the test CTs once (2 torch threads).
-Phase B trains the headline cascade's stage 2 alone (2 threads, ``--cascade-minutes``), then every
+every setting is the plan's or fixed before the run). Phase A trains stage 1 (``--stage1-epochs``)
+and cuts the stage-2 crops of the training patients and predicts stage 1 on the test CTs once (2
+torch threads). The loss is chosen inside the training centres (``--select-loss``): stage 2 is
+trained with each candidate loss on centre A's crops for ``--select-epochs`` epochs (side by side,
+one thread each) and scored on centre B; the loss with the higher mean of B's tumour Dice median
+and node sensitivity (>= 5 mm) is used for everything after (ties: ``ce_dice``). Centre C plays no
+part in that choice. Training lengths are epoch counts, not wall-time budgets, so that another
+load on the machine changes the minutes but not the model. Phase B trains the headline cascade's
+stage 2 alone (2 threads, ``--cascade-epochs``), then every
 compared variant on the same crops, two at a time (one torch thread each) with the same wall-time
 budget (``--budget`` minutes); the equal-budget cascade row (``cascade_equal``) is the reference of
 that comparison. Every stage-2 variant sits behind the same stage 1:
@@ -32,6 +38,7 @@ resident memory).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -184,11 +191,15 @@ def run_variant(name: str, args: dict) -> dict:
     train_ids, test_ids = split(manifest)
     truth = node_truth(json.loads((Path(args["manifest"]).parent / "truth.json").read_text()))
     s = CascadeSettings(**args["settings"])
-    minutes = args["cascade_minutes"] if name == "cascade" else args["budget"]
-    s = dataclasses.replace(s, stage2_minutes=minutes)
+    if name == "cascade":  # the headline: a fixed epoch count
+        minutes = None
+        s = dataclasses.replace(s, stage2_minutes=None, stage2_epochs=int(args["cascade_epochs"]))
+    else:  # the compared variants: the same wall-time budget, side by side
+        minutes = args["budget"]
+        s = dataclasses.replace(s, stage2_minutes=minutes)
     stage1 = load_segmenter(out / "runs" / "stage1" / "checkpoint.pt", device="cpu")
     t0 = time.perf_counter()
-    result = {"name": name, "budget_minutes": minutes}
+    result = {"name": name, "budget_minutes": minutes, "loss": s.loss}
     if name == "one_stage":  # today's study network on whole CTs
         from esoct.models.unet3d import UNet3D
         norm = args["normalization"]  # the training centres' (stage 1's plan)
@@ -231,6 +242,59 @@ def run_variant(name: str, args: dict) -> dict:
         result["no_postprocessing"] = evaluate(model, manifest, test_ids, truth, postprocess=False,
                                                stage1_paths=stage1_paths)
     return result
+
+
+# ------------------------------------------------------------------ loss choice inside the training centres
+
+
+def run_loss_candidate(loss: str, args: dict) -> dict:
+    """Train stage 2 with ``loss`` on centre A's crops and score the cascade on centre B (worker process)."""
+    import dataclasses
+
+    import torch
+
+    from esoct.io.manifest import load_manifest
+    from esoct.segment.cascade import CascadeSegmenter
+    from esoct.segment.cascade_training import CascadeSettings, fit_stage2, plan_stage2
+    from esoct.segment.inference import load_segmenter
+
+    torch.set_num_threads(1)
+    out = Path(args["out"])
+    manifest, crops = load_manifest(args["manifest"]), load_manifest(args["crops"])
+    truth = node_truth(json.loads((Path(args["manifest"]).parent / "truth.json").read_text()))
+    s = dataclasses.replace(CascadeSettings(**args["settings"]), loss=loss, stage2_minutes=None,
+                            stage2_epochs=int(args["select_epochs"]))
+    plan = plan_stage2(crops, s)
+    t0 = time.perf_counter()
+    stage2, res = fit_stage2(crops, args["fit_ids"], plan, out / "runs" / f"select_{loss}", s, progress=False)
+    model = CascadeSegmenter(load_segmenter(out / "runs" / "stage1" / "checkpoint.pt", device="cpu"), stage2,
+                             s.margin(), s.min_node_mm3, context=s.context)
+    stage1_paths = {p: out / "stage1_val" / f"{p}_stage1.nii.gz" for p in args["score_ids"]}
+    scores = evaluate(model, manifest, args["score_ids"], truth, stage1_paths=stage1_paths)
+    keep = ("tumour_dice_median", "tumour_found_rate", "node_dice", "node_sensitivity_5mm", "node_fp_per_patient",
+            "organ_dice")
+    return {"loss": loss, "epochs": len(res.history), "train_seconds": round(time.perf_counter() - t0, 1),
+            "history": [round(h["loss"], 5) for h in res.history], **{k: scores[k] for k in keep},
+            "criterion": 0.5 * (scores["tumour_dice_median"] + scores["node_sensitivity_5mm"])}
+
+
+def choose_loss(shared: dict, stage1, manifest, train_ids: list, candidates: list, epochs: int,
+                workers: int) -> dict:
+    """Pick the stage-2 loss on a split of the training centres: fit on A, score on B (C never seen)."""
+    centre = manifest.table.set_index("patient_id")["center"].astype(str)
+    fit_ids = [p for p in train_ids if centre[p] == "A"]
+    score_ids = [p for p in train_ids if centre[p] == "B"]
+    stage1_cache(stage1, manifest, score_ids, Path(shared["out"]) / "stage1_val")
+    job = shared | {"fit_ids": fit_ids, "score_ids": score_ids, "select_epochs": epochs}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        rows = {loss: f.result() for loss, f in {c: pool.submit(run_loss_candidate, c, job) for c in candidates}.items()}
+    best = max(candidates, key=lambda c: (rows[c]["criterion"], c == "ce_dice"))
+    for c, r in rows.items():
+        print(f"loss {c} (fit A, score B, {r['epochs']} epochs): tumour {r['tumour_dice_median']:.3f}, node sens "
+              f">=5 mm {r['node_sensitivity_5mm']:.3f}, criterion {r['criterion']:.3f}", flush=True)
+    return {"chosen": best, "fit": "A", "score": "B", "n_fit": len(fit_ids), "n_score": len(score_ids),
+            "epochs": epochs, "criterion": "mean of B's tumour Dice median and node sensitivity >= 5 mm",
+            "candidates": rows}
 
 
 # ------------------------------------------------------------------ predict timing
@@ -278,8 +342,11 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--stage1-minutes", type=float, default=8.0)
-    ap.add_argument("--cascade-minutes", type=float, default=28.0)
+    ap.add_argument("--stage1-epochs", type=int, default=22, help="stage-1 epochs (20 steps of 2 patches each)")
+    ap.add_argument("--cascade-epochs", type=int, default=150, help="the headline stage 2's epochs")
+    ap.add_argument("--select-loss", default="ce_dice,focal_dice",
+                    help="candidate losses chosen between on centre B after training on A ('' = keep ce_dice)")
+    ap.add_argument("--select-epochs", type=int, default=60)
     ap.add_argument("--budget", type=float, default=6.0, help="stage-2 wall minutes of every compared variant")
     ap.add_argument("--variants", default="cascade,cascade_equal,one_stage,segresnet,swinunetr,no_deep_supervision,"
                                           "no_residual,no_plan")
@@ -301,7 +368,7 @@ def main() -> None:
     manifest = load_manifest(cohort / "manifest.csv")
     train_ids, test_ids = split(manifest)
     print(f"{len(train_ids)} training patients (A+B), {len(test_ids)} test patients (C); {torch_machine()}", flush=True)
-    s = CascadeSettings(stage1_minutes=args.stage1_minutes)
+    s = CascadeSettings(stage1_epochs=args.stage1_epochs)
     t0 = time.perf_counter()
     stage1, plan1, res1 = fit_stage1(manifest, train_ids, out / "runs", s, progress=False)
     t1 = time.perf_counter()
@@ -314,10 +381,18 @@ def main() -> None:
     shared = {"out": str(out), "manifest": str(cohort / "manifest.csv"), "crops": str(crop_path),
               "settings": {k: v for k, v in settings_dict(s).items() if k not in ("class_weights",)} | {
                   "class_weights": s.class_weights},
-              "cascade_minutes": args.cascade_minutes, "budget": args.budget, "normalization": plan1.normalization}
+              "cascade_epochs": args.cascade_epochs, "budget": args.budget, "normalization": plan1.normalization}
     for k in ("stage1_spacing", "stage2_spacing", "stage1_patch", "stage2_patch", "margin_mm"):
         if shared["settings"][k] is not None:
             shared["settings"][k] = tuple(shared["settings"][k])
+    candidates = [c.strip() for c in args.select_loss.split(",") if c.strip()]
+    selection = None
+    if len(candidates) > 1:
+        t_sel = time.perf_counter()
+        selection = choose_loss(shared, stage1, manifest, train_ids, candidates, args.select_epochs, args.workers)
+        selection["minutes"] = round((time.perf_counter() - t_sel) / 60.0, 1)
+        s = dataclasses.replace(s, loss=selection["chosen"])
+        shared["settings"]["loss"] = s.loss
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     t3 = time.perf_counter()
     stage1_cache(stage1, manifest, test_ids, out / "stage1_test")
@@ -356,6 +431,10 @@ def main() -> None:
     plot_learning_curves({"stage 1": res1.history, **{n: r.get("history") for n, r in results.items()}},
                          out / "learning_curves.png", title="Learning curves (centres A + B)",
                          loss=s.loss)
+    if selection:  # each candidate's own loss: a separate figure, since the two losses have different scales
+        plot_learning_curves({f"{c} (fit A)": r["history"] for c, r in selection["candidates"].items()},
+                             out / "loss_selection_curves.png", title="Loss choice: stage 2 on centre A",
+                             loss="each run's own loss")
     keys = ("tumour_dice_median", "tumour_found_rate", "node_dice", "node_sensitivity_5mm", "node_fp_per_patient",
             "organ_dice", "node_sensitivity_by_size", "node_sensitivity_5mm_at_1fp", "train_seconds")
     train_minutes = (t1 - t0 + t2 - t1 + main_row.get("train_seconds", 0.0)) / 60.0
@@ -377,8 +456,9 @@ def main() -> None:
         "ablations": {**{k: results.get(k) for k in ("no_deep_supervision", "no_residual", "no_plan")},
                       "no_postprocessing": main_row.get("no_postprocessing")},
         "targets": TARGETS,
-        "settings": settings_dict(s) | {"cascade_minutes": args.cascade_minutes, "budget_minutes": args.budget,
-                                        "stage1_minutes": args.stage1_minutes},
+        "settings": settings_dict(s) | {"cascade_epochs": args.cascade_epochs, "budget_minutes": args.budget,
+                                        "stage1_epochs": args.stage1_epochs},
+        "loss_selection": selection,
         "split": {"train": "A+B", "test": "C", "n_train": len(train_ids), "n_test": len(test_ids),
                   "patients": args.patients, "seed": args.seed},
         "wall_minutes": round((time.perf_counter() - t_all) / 60.0, 1),
