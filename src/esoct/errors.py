@@ -40,3 +40,7 @@ class InputError(EsoctError, ValueError):
     def for_patient(self, patient: str) -> "InputError":
         """Return the same error, now naming ``patient``."""
         return InputError(self.problem, self.path, patient)
+
+
+class StudyLockedError(EsoctError):
+    """Another esoct process is writing into the same study directory."""

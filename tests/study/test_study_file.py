@@ -206,3 +206,36 @@ def test_workers_widths_model_lists_and_duplicate_keys_are_checked(cohort):
     with pytest.raises(StudyFileError) as err:
         load_study(_write(cohort, text))
     assert len(err.value.problems) == 1 and "key 'seed' appears twice (lines 4 and 5)" in err.value.problems[0]
+
+
+def test_a_second_run_into_the_same_study_directory_is_refused(cohort, tmp_path, capsys):
+    """Issue 17.1: another process holding the study directory -> exit 2 naming it; a killed holder frees it."""
+    import subprocess
+    import sys
+
+    from esoct.errors import StudyLockedError
+    from esoct.study.lock import study_lock
+
+    manifest = pd.read_csv(cohort / "cohort" / "manifest.csv")
+    path = _write(tmp_path, {"cohort": {"manifest": str(cohort / "cohort" / "manifest.csv"),
+                                        "test_centers": [sorted(manifest["center"].astype(str).unique())[-1]]},
+                             "tasks": {t: {"enabled": False} for t in ("segmentation", "tstage_binary", "tstage_4class",
+                                                                        "lnm", "survival")}})
+    out = tmp_path / "study"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from esoct.study.lock import study_lock\n"
+                               "with study_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(120)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", str(path), "--out", str(out), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "in use by another esoct process" in err and f"pid {holder.pid}" in err, err
+        assert not (out / "results").exists()  # nothing was written by the refused run
+        with pytest.raises(StudyLockedError, match=str(holder.pid)):
+            with study_lock(out):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no clean-up code runs, the operating system drops the lock
+        holder.wait()
+    assert main(["run", str(path), "--out", str(out), "-q"]) == 0
+    assert (out / "cohort.csv").is_file() and (out / "study.yaml").is_file()

@@ -81,11 +81,21 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True, sc
     Returns
     -------
     StudyRun
+
+    Raises
+    ------
+    esoct.errors.StudyLockedError
+        Another esoct process is running into ``out``.
     """
+    from esoct.study.lock import study_lock
+
+    with study_lock(out):  # a second run into the same directory is refused, not interleaved
+        return _run_locked(config, Path(out), progress, scheduler)
+
+
+def _run_locked(config: StudyConfig, out: Path, progress: bool, scheduler) -> StudyRun:
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config.path, out / "study.yaml")
     config = apply_split(config, out)
     shutil.copyfile(config.manifest, out / "cohort.csv")
