@@ -10,12 +10,15 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from esoct.errors import EsoctError
+from esoct.errors import EsoctError, Terminated
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
+#: Shell conventions: 128 + SIGINT (2), 128 + SIGTERM (15).
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _cmd_info(args) -> int:
@@ -228,14 +231,39 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # Dask's scheduler and nanny announce themselves at INFO; keep the terminal for esoct
         for name in ("distributed", "bokeh", "tornado"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    previous = _sigterm_unwinds()
     try:
         return args.func(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143): one line, no traceback
+        print(f"esoct {args.command}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
+              "what was completed is kept and a rerun resumes", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except EsoctError as exc:
         print(f"esoct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         print(f"esoct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _sigterm_unwinds():
+    """Make SIGTERM raise :class:`esoct.errors.Terminated` in the main thread; return the old handler.
+
+    By default SIGTERM ends Python without unwinding, which leaves a process pool's workers
+    running as orphans; raised as an exception it passes through the same clean-up as Ctrl-C.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

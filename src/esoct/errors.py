@@ -44,3 +44,7 @@ class InputError(EsoctError, ValueError):
 
 class StudyLockedError(EsoctError):
     """Another esoct process is writing into the same study directory."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: unwinds like Ctrl-C, so worker pools are stopped and partial files discarded."""
