@@ -183,21 +183,9 @@ def _problem(pid: str, tp: str, reason: str) -> dict:
 
 
 def _cache_key(task: dict) -> str:
-    payload = [task["settings_hash"], task["label"], _fingerprint(task["image"]), _fingerprint(task["mask"])]
-    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+    from esoct.io.fingerprint import input_key
 
-
-def _fingerprint(path: str) -> list:
-    """Path, size and modification time of a file, or of every file in a DICOM folder."""
-    p = Path(path)
-    if p.is_file():
-        st = p.stat()
-        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
-    if p.is_dir():
-        return [str(p.resolve())] + [
-            [f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(p.iterdir()) if f.is_file()
-        ]
-    return [str(p), "missing"]
+    return input_key([task["image"], task["mask"]], [task["settings_hash"], task["label"]])
 
 
 # -- running ----------------------------------------------------------------------

@@ -12,8 +12,6 @@ torch and MONAI are imported here only; ``import esoct.features`` does not impor
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -638,9 +636,9 @@ def build_slab_dataset(
 
 def _slab_cached(pid: str, tp: str, image: Path, mask: Path, settings: dict, cache: Path, counts: dict) -> np.ndarray:
     """One scan's slab, from the cache or computed and cached (atomic write)."""
-    key = hashlib.sha256(
-        json.dumps([_CACHE_VERSION, settings, _fingerprint(image), _fingerprint(mask)], default=str).encode()
-    ).hexdigest()[:20]
+    from esoct.io.fingerprint import input_key
+
+    key = input_key([image, mask], [_CACHE_VERSION, settings])[:20]
     path = cache / f"{_safe(pid)}_{tp}_{key}.npy"
     if path.is_file():
         try:
@@ -662,18 +660,6 @@ def _slab_cached(pid: str, tp: str, image: Path, mask: Path, settings: dict, cac
     os.replace(tmp, path)
     counts["computed"] += 1
     return slab
-
-
-def _fingerprint(path: Path) -> list:
-    """Path, size and modification time of a file, or of every file of a DICOM folder."""
-    p = Path(path)
-    if p.is_file():
-        st = p.stat()
-        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
-    if p.is_dir():
-        files = [f for f in sorted(p.iterdir()) if f.is_file()]
-        return [str(p.resolve())] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
-    return [str(p), "missing"]
 
 
 def _safe(text: str) -> str:

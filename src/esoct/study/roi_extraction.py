@@ -9,6 +9,9 @@ Outputs in ``out`` for patient ``<id>`` and time point ``<tp>``:
 * ``<id>_<tp>_krt_image.nii.gz`` / ``_krt_mask.nii.gz``  nn-TransEC KRT box (z, y, x) = 128 x 64 x 64
   voxels at ``krt_spacing`` mm, with its geometry
 * ``roi_summary.csv`` one row per patient, ``failures.csv`` the patients that failed and why
+* ``.<id>_<tp>.inputs`` the key of the CT and mask files (path, size, modification time) and the
+  KRT spacing the files were cut from: a rerun reuses a patient's files only when the key is the
+  present one, so a manifest edit or a rewritten mask is extracted again
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def extract_cohort_rois(
     run = run_per_patient(
         manifest.patients,
         work,
-        done=lambda pid: all(p.exists() for p in _outputs(out, pid, timepoint, kinds)),
+        done=lambda pid: _is_current(out, pid, timepoint, kinds, manifest, krt_spacing),
         failures_csv=out / "failures.csv",
         desc=f"ROIs ({', '.join(kinds)})",
         progress=progress,
@@ -116,6 +119,7 @@ def _extract_patient(pid: str, *, manifest, out: Path, kinds: tuple, timepoint: 
         raise InputError(f"no image_{timepoint}/mask_{timepoint} in the manifest", manifest.path, pid)
     image = read_image(img_path, patient=pid)
     mask = read_image(msk_path, patient=pid)
+    key = _roi_key(manifest, pid, timepoint, krt_spacing)
     row = {"patient_id": pid, "timepoint": timepoint}
     if "slices" in kinds:
         seq = resolstm_inputs(image, mask, patient=pid)
@@ -133,7 +137,31 @@ def _extract_patient(pid: str, *, manifest, out: Path, kinds: tuple, timepoint: 
         _write_image_atomic(box.mask, out / f"{pid}_{timepoint}_krt_mask.nii.gz")
         row["krt_tumour_inside"] = bool(box.tumour_inside)
         row["krt_fraction_inside"] = round(float(box.fraction_inside), 4)
+    _key_file(out, pid, timepoint).write_text(key + "\n")  # last: the files above are complete and current
     return row
+
+
+def _key_file(out: Path, pid: str, tp: str) -> Path:
+    return out / f".{pid}_{tp}.inputs"
+
+
+def _roi_key(manifest, pid: str, tp: str, krt_spacing) -> str:
+    """Key of what a patient's ROI files are cut from: the CT and mask files and the KRT spacing."""
+    from esoct.io.fingerprint import input_key
+
+    return input_key([manifest.resolve(pid, f"image_{tp}"), manifest.resolve(pid, f"mask_{tp}")],
+                     {"krt_spacing": [float(v) for v in krt_spacing]})
+
+
+def _is_current(out: Path, pid: str, tp: str, kinds, manifest, krt_spacing) -> bool:
+    """Every ROI file is there and was cut from the manifest's present CT and mask (else: cut again)."""
+    key_file = _key_file(out, pid, tp)
+    if not key_file.is_file() or not all(p.exists() for p in _outputs(out, pid, tp, kinds)):
+        return False
+    try:
+        return key_file.read_text().strip() == _roi_key(manifest, pid, tp, krt_spacing)
+    except (OSError, InputError):
+        return False
 
 
 def save_npz_atomic(path: Path, **arrays) -> Path:

@@ -56,6 +56,10 @@ class Tstage4Settings:
 def krt_inputs(manifest, out_dir: Path, size, spacing, progress: bool = True, scheduler=None):
     """KRT crops of every patient around the reference tumour, cached as ``<id>.npz`` (image HU, labels).
 
+    Each crop file holds the key of its inputs (:func:`esoct.io.fingerprint.input_key` of the
+    patient's CT and mask files, the size and the spacing); a crop whose key differs (a manifest
+    edit, a rewritten mask) is cut again.
+
     Returns
     -------
     crops : dict
@@ -68,17 +72,35 @@ def krt_inputs(manifest, out_dir: Path, size, spacing, progress: bool = True, sc
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def one(pid):
+        from esoct.io.fingerprint import input_key
+
         path = out_dir / f"{pid}.npz"
-        if not path.is_file():
-            image, labels = _crop(manifest, pid, size, spacing)
-            tmp = out_dir / f"{pid}.tmp.npz"
-            np.savez_compressed(tmp, image=image, labels=labels, spacing=np.asarray(spacing, float))
-            tmp.replace(path)
-        with np.load(path) as z:
-            return z["image"], z["labels"]
+        key = input_key([manifest.resolve(pid, "image_pre"), manifest.resolve(pid, "mask_pre")],
+                        {"size": list(size), "spacing": [float(v) for v in spacing]})
+        cached = _cached_crop(path, key)
+        if cached is not None:
+            return cached
+        image, labels = _crop(manifest, pid, size, spacing)
+        tmp = out_dir / f"{pid}.tmp.npz"
+        np.savez_compressed(tmp, image=image, labels=labels, spacing=np.asarray(spacing, float), input_key=key)
+        tmp.replace(path)
+        return image, labels
 
     run = run_per_patient(manifest.patients, one, desc="KRT crops", progress=progress)
     return run.results, dict(run.failures)
+
+
+def _cached_crop(path: Path, key: str):
+    """(image, labels) of a crop file made from the same inputs, else None (missing, stale or unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if "input_key" not in z.files or str(z["input_key"]) != key:
+                return None
+            return z["image"], z["labels"]
+    except (OSError, ValueError, EOFError):
+        return None
 
 
 def _crop(manifest, pid, size, spacing):
