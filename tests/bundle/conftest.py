@@ -67,7 +67,7 @@ def _tstage4(models: Path) -> None:
 
 
 def _radiomics_models(models: Path, cohort: Path) -> None:
-    import joblib
+    from esoct.io.model_store import save_model
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -88,16 +88,16 @@ def _radiomics_models(models: Path, cohort: Path) -> None:
         y = (table["original_shape_MeshVolume"] > table["original_shape_MeshVolume"].median()).astype(int).to_numpy()
     lnm = make_pipeline(StandardScaler(), LogisticRegression()).fit(table[LNM_COLUMNS], y)
     (models / "lnm").mkdir(parents=True)
-    joblib.dump({"format": "esoct-radiomics-model/1", "task": "lnm", "estimator": lnm, "columns": LNM_COLUMNS,
+    save_model({"format": "esoct-radiomics-model/1", "task": "lnm", "estimator": lnm, "columns": LNM_COLUMNS,
                  "radiomics_params": RADIOMICS_PARAMS, "label": 1, "threshold": 0.5,
-                 "description": "logistic regression on 2 shape features"}, models / "lnm" / "model.joblib")
+                 "description": "logistic regression on 2 shape features"}, models / "lnm" / "model.skops")
     surv = make_pipeline(StandardScaler(), CoxPHSurvivalAnalysis(alpha=0.1)).fit(
         table[SURV_COLUMNS], Surv.from_arrays(manifest["os_event"].astype(bool), manifest["os_months"]))
     (models / "survival").mkdir(parents=True)
-    joblib.dump({"format": "esoct-radiomics-model/1", "task": "survival", "estimator": surv, "columns": SURV_COLUMNS,
+    save_model({"format": "esoct-radiomics-model/1", "task": "survival", "estimator": surv, "columns": SURV_COLUMNS,
                  "radiomics_params": RADIOMICS_PARAMS, "label": 1,
                  "threshold": float(np.median(surv.predict(table[SURV_COLUMNS]))),
-                 "description": "Cox model on 2 shape features"}, models / "survival" / "model.joblib")
+                 "description": "Cox model on 2 shape features"}, models / "survival" / "model.skops")
 
 
 @pytest.fixture(scope="session")

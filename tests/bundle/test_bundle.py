@@ -21,7 +21,7 @@ def test_export_writes_every_component_with_checksums(study):
     assert doc["study"] == {"name": "bundle-test", "seed": 5}
     assert sorted(doc["components"]) == ["lnm", "segmentation", "survival", "tstage", "tstage4"]
     assert sorted(doc["files"]) == [
-        "lnm/model.joblib", "segmentation/segmenter.pt", "survival/model.joblib",
+        "lnm/model.skops", "segmentation/segmenter.pt", "survival/model.skops",
         "tstage/resnet/fold-1/best.pt", "tstage/resolstm/fold-1/best.pt", "tstage/resolstm/fold-2/best.pt",
         "tstage4/fold-1/model.pt", "tstage4/fold-2/model.pt",
     ]
@@ -80,8 +80,8 @@ def test_edited_manifest_is_refused(study, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(study["bundle"], copy)
     doc = json.loads((copy / "bundle.json").read_text())
-    doc["files"]["lnm/model.joblib"] = sha256_file(copy / "survival" / "model.joblib")
-    shutil.copy(copy / "survival" / "model.joblib", copy / "lnm" / "model.joblib")  # swapped model, file hash fits
+    doc["files"]["lnm/model.skops"] = sha256_file(copy / "survival" / "model.skops")
+    shutil.copy(copy / "survival" / "model.skops", copy / "lnm" / "model.skops")  # swapped model, file hash fits
     (copy / "bundle.json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="overall checksum"):
         load_bundle(copy)

@@ -62,11 +62,11 @@ def test_nifti_outputs_geometry_and_statuses(study, nifti_run):
 
 
 def test_probabilities_equal_the_models_loaded_by_hand(study, nifti_run):
-    import joblib
     import pandas as pd
 
     from esoct.classify.krt import krt_crop, normalize_ct
     from esoct.classify.model_file import load_classifier
+    from esoct.io.model_store import load_model as load_radiomics_file
     from esoct.features.radiomics import RadiomicsExtractor
     from esoct.preprocess.roi.pipelines import resolstm_inputs
     from esoct.tstage.data import make_sequence_set
@@ -100,12 +100,12 @@ def test_probabilities_equal_the_models_loaded_by_hand(study, nifti_run):
     assert sum(got4.values()) == pytest.approx(1.0)
     assert res["tstage4"]["predicted"] == f"T{int(np.argmax(p4)) + 1}"
     # LNM and survival
-    lnm = joblib.load(models / "lnm" / "model.joblib")
+    lnm = load_radiomics_file(models / "lnm" / "model.skops")
     feats = RadiomicsExtractor(lnm["radiomics_params"]).extract(image, mask, label=1)
     p_lnm = lnm["estimator"].predict_proba(pd.DataFrame([feats])[lnm["columns"]])[0, 1]
     assert res["lnm"]["probability"] == pytest.approx(p_lnm, rel=1e-9)
     assert res["lnm"]["predicted"] == ("positive" if p_lnm >= 0.5 else "negative")
-    surv = joblib.load(models / "survival" / "model.joblib")
+    surv = load_radiomics_file(models / "survival" / "model.skops")
     risk = surv["estimator"].predict(pd.DataFrame([feats])[surv["columns"]])[0]
     assert res["survival"]["risk_score"] == pytest.approx(risk, rel=1e-9)
     assert res["survival"]["threshold"] == pytest.approx(surv["threshold"])

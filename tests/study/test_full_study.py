@@ -93,7 +93,7 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
     assert len(nodes) > 0 and set(nodes["station"]) <= {"right_rln", "left_rln", "subcarinal", "paraesophageal",
                                                           "paratracheal", "lower_paraesophageal", ""}
     assert sorted(p.name for p in (out / "models" / "tstage4").iterdir()) == ["fold-0", "fold-1"]
-    assert (out / "models" / "lnm" / "model.joblib").is_file() and (out / "models" / "survival" / "model.joblib").is_file()
+    assert (out / "models" / "lnm" / "model.skops").is_file() and (out / "models" / "survival" / "model.skops").is_file()
     seg = pd.read_csv(out / "results" / "segmentation" / "per_patient.csv", dtype={"patient_id": str})
     manifest = pd.read_csv(cohort / "cohort" / "manifest.csv", dtype={"patient_id": str})
     assert set(seg["patient_id"]) == set(manifest.loc[manifest["center"] == "C", "patient_id"])
@@ -126,7 +126,7 @@ def test_every_task_runs_and_a_second_run_redoes_nothing(cohort, capsys):
         k: "ok" for k in ("segmentation", "tstage", "tstage4", "lnm", "survival", "gradcam")}
     assert sum(prediction["components"]["tstage4"]["probabilities"].values()) == pytest.approx(1.0)
     assert 0 <= prediction["components"]["lnm"]["probability"] <= 1
-    assert any(c.startswith("node_") for c in __import__("joblib").load(bundle / "lnm" / "model.joblib")["columns"])
+    assert any(c.startswith("node_") for c in __import__("esoct.io.model_store", fromlist=["load_model"]).load_model(bundle / "lnm" / "model.skops")["columns"])
 
     # a second run: every task is reused, nothing is rewritten
     stamps = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.csv")}

@@ -145,7 +145,7 @@ def test_disease_free_survival_endpoint(study, tmp_path):
     assert clin(result) != pytest.approx(clin(first), abs=1e-9)
     radiomics = pd.read_parquet(out / "features" / "radiomics.parquet")
     fit_single_scan_model(radiomics, dfs_path, out, test_centers=[test_center], params=PARAMS, endpoint="dfs")
-    import joblib
+    from esoct.io.model_store import load_model
 
-    model = joblib.load(out / "models" / "survival" / "model.joblib")
+    model = load_model(out / "models" / "survival" / "model.skops")
     assert model["endpoint"] == "dfs" and model["description"].startswith("disease-free survival (DFS) risk")

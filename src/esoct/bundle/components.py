@@ -211,10 +211,10 @@ def predict_tstage4(bundle: Bundle, image: Volume, labels: Volume, case_id: str 
 
 
 def load_radiomics_model(bundle: Bundle, task: str) -> dict:
-    """The joblib dict of ``task`` (``"lnm"`` or ``"survival"``); the bundle checksum was verified before."""
-    import joblib
+    """The model document of ``task`` (``"lnm"`` or ``"survival"``); checksums verified before, types allow-listed."""
+    from esoct.io.model_store import load_model
 
-    return joblib.load(bundle.files(task)[0])
+    return load_model(bundle.files(task)[0])
 
 
 def radiomics_row(doc: dict, image: Volume, labels: Volume, case_id: str = "case"):

@@ -7,8 +7,8 @@ What is taken from the study directory (components that are absent are left out)
     models/segmentation/segmenter.pt       -> segmentation/segmenter.pt   (a one-stage network)
     models/tstage/<kind>/fold-<k>/best.pt  -> tstage/<kind>/fold-<k>/best.pt   (kind resolstm, resnet)
     models/tstage4/fold-<k>/model.pt       -> tstage4/fold-<k>/model.pt
-    models/lnm/model.joblib                -> lnm/model.joblib
-    models/survival/model.joblib           -> survival/model.joblib
+    models/lnm/model.skops                -> lnm/model.skops
+    models/survival/model.skops           -> survival/model.skops
 
 ``study.yaml`` gives the study name and seed recorded in ``bundle.json``. ``cohort.csv`` and
 everything else with patient data (features, predictions, caches) is never copied.
@@ -46,7 +46,7 @@ def _segmentation_settings(path: Path) -> dict:
     import torch
 
     try:
-        meta = torch.load(path, map_location="cpu", weights_only=False)["extra"]["segmenter"]
+        meta = torch.load(path, map_location="cpu", weights_only=True)["extra"]["segmenter"]
     except Exception as exc:  # noqa: BLE001 - any failure: not a segmenter checkpoint
         raise InputError(f"not a segmentation checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from None
     return {"preprocessing": meta.get("preprocessing"), "patch_size": meta.get("patch_size"),
@@ -72,12 +72,9 @@ def _tstage4_settings(path: Path) -> dict:
 
 
 def _radiomics_settings(path: Path, task: str) -> dict:
-    import joblib
+    from esoct.io.model_store import load_model
 
-    try:
-        doc = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"cannot read the {task} model ({type(exc).__name__}: {str(exc)[:200]})", path) from None
+    doc = load_model(path)
     if not isinstance(doc, dict) or doc.get("format") != RADIOMICS_FORMAT:
         raise InputError(f"not an esoct radiomics model (expected format {RADIOMICS_FORMAT!r})", path)
     missing = [k for k in ("estimator", "columns", "radiomics_params", "threshold") if k not in doc]
@@ -131,9 +128,9 @@ def find_components(study_dir: str | Path) -> dict[str, dict]:
         found["tstage4"] = {"sources": {f"tstage4/{p.parent.name}/model.pt": p for p in paths},
                             "settings": _tstage4_settings(paths[0]) | {"folds": len(paths)}}
     for task in ("lnm", "survival"):
-        path = models / task / "model.joblib"
+        path = models / task / "model.skops"
         if path.is_file():
-            found[task] = {"sources": {f"{task}/model.joblib": path}, "settings": _radiomics_settings(path, task)}
+            found[task] = {"sources": {f"{task}/model.skops": path}, "settings": _radiomics_settings(path, task)}
     return found
 
 

@@ -6,8 +6,8 @@ A bundle is one directory::
     segmentation/segmenter.pt           3D U-Net segmenter (optional)
     tstage/<kind>/fold-<k>/best.pt      ResoLSTM-Depth / ResNet T1-2 vs T3-4 fold models (optional)
     tstage4/fold-<k>/model.pt           nn-TransEC 4-class T-stage fold models (optional)
-    lnm/model.joblib                    radiomics lymph-node-metastasis model (optional)
-    survival/model.joblib               radiomics survival risk model (optional)
+    lnm/model.skops                    radiomics lymph-node-metastasis model (optional)
+    survival/model.skops               radiomics survival risk model (optional)
 
 ``bundle.json`` lists every file with its sha256, and one overall checksum: the sha256 of the
 sorted lines ``"<sha256>  <relative path>"`` joined by newlines. :func:`load_bundle` refuses a
@@ -37,7 +37,7 @@ COMPONENTS = ("segmentation", "tstage", "tstage4", "lnm", "survival")
 PACKAGES = (
     ("numpy", "numpy"), ("torch", "torch"), ("monai", "monai"), ("SimpleITK", "SimpleITK"),
     ("scikit-learn", "scikit-learn"), ("scikit-survival", "scikit-survival"), ("pyradiomics", "pyradiomics"),
-    ("pydicom", "pydicom"), ("highdicom", "highdicom"), ("joblib", "joblib"), ("pandas", "pandas"),
+    ("pydicom", "pydicom"), ("highdicom", "highdicom"), ("skops", "skops"), ("pandas", "pandas"),
 )
 
 

@@ -97,7 +97,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu"):
     if not path.is_file():
         raise InputError("classifier file not found", path)
     try:
-        doc = torch.load(path, map_location="cpu", weights_only=False)
+        doc = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise InputError(f"not a readable classifier file ({type(exc).__name__}: {exc})", path) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -326,7 +326,7 @@ def load_segmenter(path: str | Path, device: str | torch.device | None = None) -
     if not path.is_file():
         raise InputError("checkpoint not found", path)
     try:
-        meta = torch.load(path, map_location="cpu", weights_only=False)["extra"]["segmenter"]
+        meta = torch.load(path, map_location="cpu", weights_only=True)["extra"]["segmenter"]
         model = UNet3D.from_config(meta["model_config"])
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not one of our checkpoints
         raise InputError(f"not a segmentation checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from exc

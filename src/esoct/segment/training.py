@@ -269,7 +269,7 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
     barrier()  # every rank sees the same checkpoint (or none)
     if resume and ckpt.is_file():
         try:
-            saved_extra = torch.load(ckpt, map_location="cpu", weights_only=False).get("extra", {})
+            saved_extra = torch.load(ckpt, map_location="cpu", weights_only=True).get("extra", {})
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"corrupt checkpoint ({type(exc).__name__}); delete it to start again", ckpt) from exc
         _check_resume(saved_extra, seg_meta, config, ckpt)

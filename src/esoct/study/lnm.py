@@ -12,7 +12,7 @@ out-of-fold probabilities only.
 
 Outputs in the study directory: ``features/radiomics_lnm.parquet``, ``features/nodes.parquet``, ``results/lnm/`` (``folds.json``,
 ``predictions.csv``, ``metrics.csv``, ``selected_features.csv``, ``metrics.json``, figures ROC,
-calibration, decision curve, confusion) and ``models/lnm/model.joblib`` (the contract of
+calibration, decision curve, confusion) and ``models/lnm/model.skops`` (the contract of
 :mod:`esoct.bundle`).
 """
 
@@ -142,7 +142,7 @@ def run_lnm_study(
     -------
     LnmStudy
     """
-    import joblib
+    from esoct.io.model_store import save_model
 
     from esoct.features.cohort import extract_cohort
     from esoct.features.radiomics import RadiomicsExtractor
@@ -223,13 +223,13 @@ def run_lnm_study(
     _figures(predictions, threshold, res_dir / "figures", folds)
 
     model_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump({"format": MODEL_FORMAT, "task": "lnm", "estimator": final, "columns": list(X.columns),
+    save_model({"format": MODEL_FORMAT, "task": "lnm", "estimator": final, "columns": list(X.columns),
                  "radiomics_params": RadiomicsExtractor(params).params if "tumour" in features else None,
                  "label": 1, "threshold": threshold,
                  "node_settings": None if node_settings is None else dataclasses.asdict(node_settings),
                  "description": f"probability of lymph-node metastasis from baseline features ({features}; "
                                 "LASSO-logistic selection + logistic regression), threshold Youden on the "
-                                "training centres' out-of-fold probabilities"}, model_dir / "model.joblib")
+                                "training centres' out-of-fold probabilities"}, model_dir / "model.skops")
     return LnmStudy(predictions, metrics, selected, failures)
 
 

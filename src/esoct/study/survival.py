@@ -503,7 +503,7 @@ def fit_single_scan_model(
     the ``n_features`` features with the smallest univariate Cox p-value (after dropping
     near-constant columns and one of each pair with ``|r| > 0.8``), then a ridge-penalised Cox
     model on the standardised features. Patients at or above the training median risk are
-    "high risk". Saved as ``models/survival/model.joblib`` (the :mod:`esoct.bundle` contract);
+    "high risk". Saved as ``models/survival/model.skops`` (the :mod:`esoct.bundle` contract);
     its C-index on the test centres goes to ``results/survival/single_scan.csv``.
 
     Parameters
@@ -527,7 +527,7 @@ def fit_single_scan_model(
     pandas.DataFrame
         One row per cohort: ``cohort``, ``n``, ``c_index`` with its bootstrap CI.
     """
-    import joblib
+    from esoct.io.model_store import save_model
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -571,10 +571,10 @@ def fit_single_scan_model(
     res_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(res_dir / "single_scan.csv", index=False)
     (out_dir / "models" / "survival").mkdir(parents=True, exist_ok=True)
-    joblib.dump({"format": MODEL_FORMAT, "task": "survival", "estimator": model, "columns": columns,
+    save_model({"format": MODEL_FORMAT, "task": "survival", "estimator": model, "columns": columns,
                  "radiomics_params": RadiomicsExtractor(params).params, "label": 1, "threshold": threshold,
                  "endpoint": endpoint,
                  "description": f"{endpoint_title(endpoint)} risk from {len(columns)} baseline tumour radiomics features "
                                 "(univariate Cox ranking + ridge Cox on the training centres); high risk at or "
-                                "above the training median"}, out_dir / "models" / "survival" / "model.joblib")
+                                "above the training median"}, out_dir / "models" / "survival" / "model.skops")
     return table

@@ -47,7 +47,7 @@ def save_checkpoint(
         "extra": extra or {},
         "rng": {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_out(np.random.get_state()),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "generators": {k: g.get_state() for k, g in (generators or {}).items()},
@@ -94,8 +94,9 @@ def load_checkpoint(
     if not path.is_file():
         raise InputError("checkpoint not found", path)
     try:
-        # Our own files: they hold NumPy/Python RNG states, which weights_only refuses.
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only: tensors and plain Python values only, so a planted file cannot run code
+        # (the NumPy RNG state is stored as a tensor for that reason, see _numpy_state_out).
+        state = torch.load(path, map_location=map_location, weights_only=True)
         model.load_state_dict(state["model"])
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
         raise InputError(f"corrupt or incompatible checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
@@ -108,9 +109,26 @@ def load_checkpoint(
         if name in rng.get("generators", {}):
             gen.set_state(rng["generators"][name])
     if restore_rng and rng:
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        random.setstate(_python_state_in(rng["python"]))
+        np.random.set_state(_numpy_state_in(rng["numpy"]))
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
     return {"epoch": int(state.get("epoch", 0)), "extra": state.get("extra", {})}
+
+
+def _numpy_state_out(state: tuple) -> tuple:
+    """NumPy's legacy RNG state with its key array as a tensor: loadable with ``weights_only=True``."""
+    name, key, pos, has_gauss, cached = state
+    return (str(name), torch.from_numpy(np.asarray(key, dtype=np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_in(state: tuple) -> tuple:
+    name, key, pos, has_gauss, cached = state
+    return (name, np.asarray(key.numpy() if torch.is_tensor(key) else key, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def _python_state_in(state) -> tuple:
+    """``random.setstate`` wants tuples; a loaded state may hold lists."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
