@@ -174,3 +174,27 @@ def test_metrics_bad_input(gbsg2):
         integrated_brier(g["train"], g["test"], g["surv"][:, :1], TIMES[:1])
     with pytest.raises(InputError, match="patients x times"):
         brier_over_time(g["train"], g["test"], g["surv"][:, :2], TIMES)
+
+
+def test_test_follow_up_beyond_training_is_a_clear_error_and_censor_at_fixes_it(gbsg2):
+    """Issue 17.9: scikit-survival's bare "time must be smaller than largest observed time point"
+    becomes an InputError naming the training follow-up; administrative censoring makes it computable."""
+    from esoct.evaluate.concordance import surv_arrays
+    from esoct.evaluate.survival_metrics import censor_at
+
+    g = gbsg2
+    event, time = surv_arrays(g["train"])
+    keep = time < 1600.0  # a training cohort with a shorter follow-up than the test set
+    short = as_surv(event[keep], time[keep])
+    with pytest.raises(ValueError, match="largest observed time point"):  # what scikit-survival says
+        sksurv_metrics.integrated_brier_score(short, g["test"], g["surv"][:, :3], TIMES[:3])
+    with pytest.raises(InputError, match=r"followed beyond the training follow-up \(15\d\d.*censor_at"):
+        integrated_brier(short, g["test"], g["surv"][:, :3], TIMES[:3], n_resamples=20)
+    horizon = float(time[keep].max())
+    cut = censor_at(g["test"], horizon)
+    e2, t2 = surv_arrays(cut)
+    e0, t0 = surv_arrays(g["test"])
+    assert t2.max() == horizon and not e2[t0 > horizon].any() and (e2[t0 <= horizon] == e0[t0 <= horizon]).all()
+    ci = integrated_brier(short, cut, g["surv"][:, :3], TIMES[:3], n_resamples=20)
+    expected = sksurv_metrics.integrated_brier_score(short, cut, g["surv"][:, :3], TIMES[:3])
+    assert ci.estimate == pytest.approx(expected, abs=1e-12)

@@ -68,6 +68,42 @@ def _grid(times, time: np.ndarray) -> np.ndarray:
     return grid
 
 
+def _check_follow_up(y_train: np.ndarray, test_time: np.ndarray) -> None:
+    """IPCW needs the training centres' censoring distribution at every test time (scikit-survival
+    raises a bare ValueError otherwise): name the patients' times and what to do."""
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    censoring = CensoringDistributionEstimator().fit(y_train)  # the estimator brier_score fits
+    last = float(censoring.unique_time_[-1])
+    beyond = test_time > last
+    if censoring.prob_[-1] > 0 and beyond.any():
+        raise InputError(
+            f"{int(beyond.sum())} test patient(s) were followed beyond the training follow-up ({last:g}, up to "
+            f"{float(test_time.max()):g}): the inverse-probability-of-censoring weights are undefined there. "
+            f"Censor the test set at {last:g} (esoct.evaluate.survival_metrics.censor_at) or score only the "
+            f"patients within it")
+
+
+def censor_at(survival, horizon: float) -> np.ndarray:
+    """Administrative censoring: follow-up beyond ``horizon`` is cut to it and counts as censored.
+
+    Parameters
+    ----------
+    survival : structured array or (event, time) pair
+        Event indicator and time per patient.
+    horizon : float
+        Last time kept, same unit as the times.
+
+    Returns
+    -------
+    structured array, shape (n_patients,)
+        scikit-survival's ``(event, time)`` array.
+    """
+    event, time = surv_arrays(survival)
+    after = time > horizon
+    return as_surv(np.where(after, False, event.astype(bool)), np.where(after, float(horizon), time))
+
+
 def _curve(estimate: np.ndarray, replicates: np.ndarray, grid: np.ndarray, alpha: float, summary: CI, what: str):
     bad = ~np.isfinite(replicates).all(axis=1)
     if bad.any():
@@ -259,6 +295,7 @@ def brier_over_time(
     grid = _grid(times, time)
     prob = _prob_matrix(surv_prob, len(time), len(grid))
     y_train, y_test = _as_struct(survival_train), as_surv(event, time)
+    _check_follow_up(y_train, time)
     _, brier = brier_score(y_train, y_test, prob, grid)
     terms = _brier_terms(y_train, event, time, prob, grid)
     rep = np.concatenate([w @ terms / len(time) for w in resample_weights(len(time), n_resamples, seed)])
