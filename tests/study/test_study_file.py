@@ -239,3 +239,33 @@ def test_a_second_run_into_the_same_study_directory_is_refused(cohort, tmp_path,
         holder.wait()
     assert main(["run", str(path), "--out", str(out), "-q"]) == 0
     assert (out / "cohort.csv").is_file() and (out / "study.yaml").is_file()
+
+
+def test_check_refuses_splits_the_tasks_cannot_run(cohort, tmp_path):
+    """Issue 17.9: survival with < 5 test patients and LNM with too few of a class for the LASSO's
+    inner folds are refused by the study file (so by `run --check`), not minutes into the run."""
+    table = pd.read_csv(cohort / "cohort" / "manifest.csv", dtype={"patient_id": str})
+    for column in ("image_pre", "mask_pre", "image_post", "mask_post"):
+        if column in table.columns:
+            table[column] = [str((cohort / "cohort" / v).resolve()) if isinstance(v, str) else v for v in table[column]]
+    test_centre = sorted(table["center"].astype(str).unique())[-1]
+    in_test = table.index[table["center"].astype(str) == test_centre]
+    table.loc[in_test[3:], "center"] = "A" if test_centre != "A" else "B"  # 3 test patients are left
+    train = table.index[table["center"].astype(str) != test_centre]
+    table.loc[train, "lnm"] = 0
+    table.loc[train[:3], "lnm"] = 1  # 3 positives: 3 outer x 3 inner folds need 5 (2/3 of them in each inner CV)
+    table.to_csv(tmp_path / "manifest.csv", index=False)
+    doc = {"cohort": {"manifest": str(tmp_path / "manifest.csv"), "test_centers": [test_centre]},
+           "tasks": {"tstage_binary": {"enabled": False}, "segmentation": {"enabled": False},
+                     "tstage_4class": {"enabled": False}, "lnm": {"folds": 3}}}
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(tmp_path, doc))
+    problems = "\n".join(err.value.problems)
+    assert f"the test centre(s) ['{test_centre}'] have 3 patient(s) with OS; at least 5 are needed" in problems
+    assert "3 outer folds with the LASSO's 3 inner folds need at least 5 training-centre patients with lnm = 1, " \
+           "the manifest has 3" in problems
+    table.loc[train[:5], "lnm"] = 1
+    table.to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(StudyFileError) as err:
+        load_study(_write(tmp_path, doc))
+    assert not any("lnm" in p for p in err.value.problems)  # 5 positives are enough

@@ -399,7 +399,8 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
         missing = [c for c in columns if c not in table.columns]
         if tasks[task]["enabled"] and missing:
             problems.append(f"tasks.{task}: the manifest lacks the column(s) {missing}")
-    problems += _check_endpoint(tasks["survival"], table.columns)
+    endpoint_problems = _check_endpoint(tasks["survival"], table.columns)
+    problems += endpoint_problems
     test = settings["cohort"]["test_centers"]
     if settings["cohort"]["split"] != "centre":
         if test:
@@ -427,10 +428,18 @@ def _check_split(manifest_path: Path, settings: dict) -> list[str]:
         folds = tasks["lnm"]["folds"]
         train = table[~table["center"].astype(str).isin(test)]
         counts = pd.to_numeric(train["lnm"], errors="coerce").value_counts()
+        # each outer fold's training part runs the LASSO's own inner CV, which needs every class in
+        # each inner fold: about (folds - 1) / folds of a class reaches an outer training part
+        from esoct.study.lnm import INNER_FOLDS as inner
+
+        need = max(folds, -(-inner * folds // max(folds - 1, 1)))  # ceil
         for cls in (0, 1):
-            if counts.get(cls, 0) < folds:
-                problems.append(f"tasks.lnm.folds: {folds} folds need at least {folds} training-centre patients with "
-                                f"lnm = {cls}, the manifest has {counts.get(cls, 0)}")
+            if counts.get(cls, 0) < need:
+                problems.append(f"tasks.lnm.folds: {folds} outer folds with the LASSO's {inner} inner folds need at "
+                                f"least {need} training-centre patients with lnm = {cls}, the manifest has "
+                                f"{counts.get(cls, 0)}; lower tasks.lnm.folds or add patients")
+    if tasks["survival"]["enabled"] and test and not unknown and not endpoint_problems:
+        problems += _check_survival_size(table, tasks["survival"], test)
     for key, n in (("segmentation", "stage1_spacing"), ("segmentation", "stage2_spacing"), ("segmentation", "stage1_patch"),
                    ("segmentation", "stage2_patch"), ("segmentation", "margin_mm"), ("tstage_4class", "krt_size"),
                    ("tstage_4class", "krt_spacing")):
@@ -468,6 +477,32 @@ def split_table(table, settings: dict):
     return relabel(table, holdout_patients(table, cohort["split"], fraction=float(cohort["test_fraction"]),
                                            seed=int(settings["seed"]), date_column=cohort["date_column"],
                                            stratify=stratify)), [HOLDOUT]
+
+
+def _check_survival_size(table, task: dict, test: list) -> list[str]:
+    """The survival task's own minimum (its C-index and curves need >= 5 test patients with an event
+    among them, and 2 x cv training patients), counted on the patients with the endpoint given."""
+    import pandas as pd
+
+    from esoct.survival.endpoints import endpoint_columns
+
+    time_col, event_col = endpoint_columns(task["endpoint"])
+    have = table[pd.to_numeric(table[time_col], errors="coerce").notna()
+                 & pd.to_numeric(table[event_col], errors="coerce").notna()]
+    is_test = have["center"].astype(str).isin(test)
+    n_test, n_train, cv = int(is_test.sum()), int((~is_test).sum()), int(task["cv"])
+    events = int(pd.to_numeric(have.loc[is_test, event_col], errors="coerce").sum())
+    problems = []
+    if n_test < 5:
+        problems.append(f"tasks.survival: the test centre(s) {test} have {n_test} patient(s) with "
+                        f"{task['endpoint'].upper()}; at least 5 are needed (add patients or test centres)")
+    elif events == 0:
+        problems.append(f"tasks.survival: no {task['endpoint'].upper()} event among the {n_test} test patients; "
+                        f"the C-index is undefined")
+    if n_train < 2 * cv:
+        problems.append(f"tasks.survival.cv: {cv} folds need at least {2 * cv} training-centre patients with "
+                        f"{task['endpoint'].upper()}, the manifest has {n_train}")
+    return problems
 
 
 def _check_endpoint(task: dict, columns) -> list[str]:

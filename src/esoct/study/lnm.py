@@ -56,7 +56,11 @@ class LnmStudy:
     failures: dict
 
 
-def lnm_pipeline(seed: int = 0, inner_cv: int = 3):
+#: Inner folds of the LASSO's penalty choice (checked by the study file: every class in each).
+INNER_FOLDS = 3
+
+
+def lnm_pipeline(seed: int = 0, inner_cv: int = INNER_FOLDS):
     """The LNM classifier as one scikit-learn pipeline (fit it on training patients only).
 
     Parameters
