@@ -43,10 +43,10 @@ def _folds(folder: Path, filename: str) -> list[Path]:
 
 
 def _segmentation_settings(path: Path) -> dict:
-    import torch
+    from esoct.train.checkpoint import safe_load
 
     try:
-        meta = torch.load(path, map_location="cpu", weights_only=True)["extra"]["segmenter"]
+        meta = safe_load(path)["extra"]["segmenter"]
     except Exception as exc:  # noqa: BLE001 - any failure: not a segmenter checkpoint
         raise InputError(f"not a segmentation checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from None
     return {"preprocessing": meta.get("preprocessing"), "patch_size": meta.get("patch_size"),

@@ -319,14 +319,14 @@ def load_segmenter(path: str | Path, device: str | torch.device | None = None) -
         Missing or corrupt file, or a checkpoint without the segmenter description.
     """
     from esoct.models.unet3d import UNet3D
-    from esoct.train.checkpoint import load_checkpoint
+    from esoct.train.checkpoint import load_checkpoint, safe_load
     from esoct.train.device import pick_device
 
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint not found", path)
     try:
-        meta = torch.load(path, map_location="cpu", weights_only=True)["extra"]["segmenter"]
+        meta = safe_load(path)["extra"]["segmenter"]
         model = UNet3D.from_config(meta["model_config"])
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not one of our checkpoints
         raise InputError(f"not a segmentation checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from exc

@@ -230,7 +230,7 @@ def _null_logger() -> logging.Logger:
 def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_epoch_end, rank_info, desc) -> TrainingResult:
     """The loop of :func:`train_segmentation`; ``rank_info`` says which rank this is (world size 1: plain)."""
 
-    from esoct.train.checkpoint import load_checkpoint, save_checkpoint
+    from esoct.train.checkpoint import load_checkpoint, safe_load, save_checkpoint
     from esoct.train.device import pick_device, seed_everything
     from esoct.train.distributed import barrier, mean_over_ranks, wrap_model
     from esoct.train.losses import DeepSupervisionLoss, SegmentationLoss
@@ -269,7 +269,7 @@ def _train(model, dataset, out_dir, config, preprocessing, resume, progress, on_
     barrier()  # every rank sees the same checkpoint (or none)
     if resume and ckpt.is_file():
         try:
-            saved_extra = torch.load(ckpt, map_location="cpu", weights_only=True).get("extra", {})
+            saved_extra = safe_load(ckpt).get("extra", {})
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"corrupt checkpoint ({type(exc).__name__}); delete it to start again", ckpt) from exc
         _check_resume(saved_extra, seg_meta, config, ckpt)

@@ -58,6 +58,35 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu"):
+    """``torch.load`` that cannot run code: tensors, plain Python values and NumPy arrays only.
+
+    ``weights_only=True`` refuses every global but tensors and builtins; the NumPy array types are
+    allowed besides (checkpoints of esoct before 0.1 stored the NumPy random state as an array),
+    since rebuilding an array runs no user code.
+
+    Parameters
+    ----------
+    path : str or Path
+    map_location : str or torch.device
+
+    Returns
+    -------
+    object
+        What was saved.
+    """
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _numpy_globals() -> list:
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype]
+    allowed += [getattr(np.dtypes, n) for n in ("UInt32DType", "Int64DType", "Float64DType", "Float32DType")
+                if hasattr(np, "dtypes") and hasattr(np.dtypes, n)]
+    return allowed
+
+
 def load_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -96,7 +125,7 @@ def load_checkpoint(
     try:
         # weights_only: tensors and plain Python values only, so a planted file cannot run code
         # (the NumPy RNG state is stored as a tensor for that reason, see _numpy_state_out).
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = safe_load(path, map_location)
         model.load_state_dict(state["model"])
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
         raise InputError(f"corrupt or incompatible checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
