@@ -1,7 +1,7 @@
 """Benchmark the segmentation cascade against today's one-stage network, MONAI baselines and ablations.
 
-Run: ``.venv/bin/python bench/bench_cascade.py --patients 100 --out DIR`` (about 95 minutes on
-2 CPU cores). Writes ``DIR/cascade.json`` (and learning curves, ``DIR/learning_curves.png``).
+Run: ``.venv/bin/python bench/bench_cascade.py --patients 100 --out DIR`` (about 100 minutes on
+an otherwise idle 2-core CPU). Writes ``DIR/cascade.json`` (and learning curves, ``DIR/learning_curves.png``).
 
 Design (issue 13): a phantom cohort in three centres; the cascade is planned and trained on
 centres A + B only and every model is scored on centre C (never looked at to choose a setting:
