@@ -16,6 +16,7 @@ import torch
 from esoct.bundle.manifest import overall_checksum, sha256_file
 from esoct.cli import main
 from esoct.errors import InputError
+from esoct.train.checkpoint import safe_load
 
 
 class PicklePayload:
@@ -55,14 +56,14 @@ def test_checkpoint_with_a_pickle_payload_is_refused(study, tmp_path):
     from esoct.segment.inference import load_segmenter
 
     marker = tmp_path / "ran"
-    state = torch.load(study["bundle"] / "segmentation" / "segmenter.pt", weights_only=True)
+    state = safe_load(study["bundle"] / "segmentation" / "segmenter.pt")
     assert load_segmenter(study["bundle"] / "segmentation" / "segmenter.pt").n_classes == 6  # the clean file loads
     state["extra"]["note"] = PicklePayload(marker)
     planted = tmp_path / "segmenter.pt"
     torch.save(state, planted)
     with pytest.raises(InputError, match="not a segmentation checkpoint"):
         load_segmenter(planted)
-    doc = torch.load(study["bundle"] / "tstage4" / "fold-1" / "model.pt", weights_only=True)
+    doc = safe_load(study["bundle"] / "tstage4" / "fold-1" / "model.pt")
     doc["note"] = PicklePayload(marker)
     torch.save(doc, tmp_path / "model.pt")
     with pytest.raises(InputError, match="not a readable classifier file"):
@@ -101,7 +102,7 @@ def test_predict_with_a_planted_bundle_runs_nothing(study, tmp_path, capsys):
     shutil.copytree(study["bundle"], bundle)
     doc = load_model(bundle / "lnm" / "model.skops")
     sio.dump(dict(doc, note=SetstatePayload(marker)), bundle / "lnm" / "model.skops")
-    state = torch.load(bundle / "segmentation" / "segmenter.pt", weights_only=True)
+    state = safe_load(bundle / "segmentation" / "segmenter.pt")
     state["extra"]["note"] = PicklePayload(marker)
     torch.save(state, bundle / "segmentation" / "segmenter.pt")
     _rehash(bundle)

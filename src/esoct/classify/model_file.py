@@ -92,12 +92,13 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu"):
     """
     from esoct.models.multitask import MultitaskClassifier, stage_channels
     from esoct.models.unet3d import UNetEncoder
+    from esoct.train.checkpoint import safe_load
 
     path = Path(path)
     if not path.is_file():
         raise InputError("classifier file not found", path)
     try:
-        doc = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values: no code runs
+        doc = safe_load(path)  # tensors, plain values and arrays: no code runs
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise InputError(f"not a readable classifier file ({type(exc).__name__}: {exc})", path) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

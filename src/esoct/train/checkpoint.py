@@ -47,7 +47,7 @@ def save_checkpoint(
         "extra": extra or {},
         "rng": {
             "python": random.getstate(),
-            "numpy": _numpy_state_out(np.random.get_state()),
+            "numpy": np.random.get_state(),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "generators": {k: g.get_state() for k, g in (generators or {}).items()},
@@ -62,8 +62,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu"):
     """``torch.load`` that cannot run code: tensors, plain Python values and NumPy arrays only.
 
     ``weights_only=True`` refuses every global but tensors and builtins; the NumPy array types are
-    allowed besides (checkpoints of esoct before 0.1 stored the NumPy random state as an array),
-    since rebuilding an array runs no user code.
+    allowed besides (a checkpoint keeps the NumPy random state as an array), since rebuilding an
+    array runs no user code.
 
     Parameters
     ----------
@@ -123,9 +123,7 @@ def load_checkpoint(
     if not path.is_file():
         raise InputError("checkpoint not found", path)
     try:
-        # weights_only: tensors and plain Python values only, so a planted file cannot run code
-        # (the NumPy RNG state is stored as a tensor for that reason, see _numpy_state_out).
-        state = safe_load(path, map_location)
+        state = safe_load(path, map_location)  # no code can run: a planted file is refused
         model.load_state_dict(state["model"])
     except Exception as exc:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
         raise InputError(f"corrupt or incompatible checkpoint ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
@@ -138,26 +136,10 @@ def load_checkpoint(
         if name in rng.get("generators", {}):
             gen.set_state(rng["generators"][name])
     if restore_rng and rng:
-        random.setstate(_python_state_in(rng["python"]))
-        np.random.set_state(_numpy_state_in(rng["numpy"]))
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
     return {"epoch": int(state.get("epoch", 0)), "extra": state.get("extra", {})}
 
-
-def _numpy_state_out(state: tuple) -> tuple:
-    """NumPy's legacy RNG state with its key array as a tensor: loadable with ``weights_only=True``."""
-    name, key, pos, has_gauss, cached = state
-    return (str(name), torch.from_numpy(np.asarray(key, dtype=np.int64)), int(pos), int(has_gauss), float(cached))
-
-
-def _numpy_state_in(state: tuple) -> tuple:
-    name, key, pos, has_gauss, cached = state
-    return (name, np.asarray(key.numpy() if torch.is_tensor(key) else key, dtype=np.uint32), pos, has_gauss, cached)
-
-
-def _python_state_in(state) -> tuple:
-    """``random.setstate`` wants tuples; a loaded state may hold lists."""
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
